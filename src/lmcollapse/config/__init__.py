@@ -1,0 +1,65 @@
+"""Configuration: typed frozen dataclasses, YAML presets, dotted overrides, one validation.
+
+from lmcollapse.config import ExperimentConfig, resolve, dump_yaml
+cfg = resolve(ExperimentConfig, preset="demo", overrides=["paradigm.k=0.5"])
+"""
+
+from lmcollapse.config.core import (
+    deep_merge,
+    describe_fields,
+    dump_yaml,
+    field_docs,
+    from_plain,
+    from_yaml,
+    load_preset,
+    parse_overrides,
+    preset_description,
+    preset_names,
+    read_yaml_file,
+    resolve,
+    to_plain,
+    validate,
+)
+from lmcollapse.config.experiment import (
+    DataConfig,
+    EvaluationConfig,
+    ExperimentConfig,
+    ModelConfig,
+    ParadigmConfig,
+    ProbeConfig,
+    RunConfig,
+    SamplingConfig,
+    TrainingConfig,
+)
+from lmcollapse.config.theory import ErrorSpec, TheoryConfig, TheoryProbe
+from lmcollapse.errors import ConfigError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ErrorSpec",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "ParadigmConfig",
+    "ProbeConfig",
+    "RunConfig",
+    "SamplingConfig",
+    "TheoryConfig",
+    "TheoryProbe",
+    "TrainingConfig",
+    "deep_merge",
+    "describe_fields",
+    "dump_yaml",
+    "field_docs",
+    "from_plain",
+    "from_yaml",
+    "load_preset",
+    "parse_overrides",
+    "preset_description",
+    "preset_names",
+    "read_yaml_file",
+    "resolve",
+    "to_plain",
+    "validate",
+]

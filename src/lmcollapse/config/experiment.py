@@ -1,0 +1,325 @@
+"""The experiment configuration: one frozen dataclass per concern, defaults from the paper.
+
+Defaults are the paper's hyperparameters (Appendix C.1.2-C.3) and its 1M model (C.2); presets in
+`lmcollapse/presets/*.yaml` change what differs (the demo preset is small enough for a laptop CPU).
+`lmcollapse config docs` prints every field with its type, default and the docstring below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
+AttentionType = Literal["global", "local"]
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = False) -> list[str]:
+    if value is None:
+        return [] if allow_none else [f"{name}: must be set"]
+    if not math.isfinite(value) or value <= 0:
+        return [f"{name}: must be > 0, got {value!r}"]
+    return []
+
+
+def _at_least(name: str, value: int | None, low: int) -> list[str]:
+    if value is not None and value < low:
+        return [f"{name}: must be >= {low}, got {value!r}"]
+    return []
+
+
+def _in_unit_interval(name: str, value: float, *, open_low: bool, open_high: bool) -> list[str]:
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (math.isfinite(value) and low_ok and high_ok):
+        lo, hi = "(" if open_low else "[", ")" if open_high else "]"
+        return [f"{name}: must be in {lo}0, 1{hi}, got {value!r}"]
+    return []
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The language model trained at every generation (Appendix C.2)."""
+
+    family: Literal["gpt-neo"] = "gpt-neo"
+    """Model family. `gpt-neo` is the paper's architecture (TinyStories-1M/33M)."""
+    num_layers: int = 8
+    """Transformer blocks (8 for TinyStories-1M, 4 for TinyStories-33M)."""
+    hidden_size: int = 64
+    """Width of the residual stream (64 for 1M, 768 for 33M)."""
+    num_heads: int = 16
+    """Attention heads; hidden_size must be divisible by it."""
+    max_position_embeddings: int = 2048
+    """Learned positions; the training/evaluation context may not exceed it."""
+    window_size: int = 256
+    """Attention window (tokens, the current one included) of the `local` layers."""
+    attention_pattern: tuple[AttentionType, ...] = ("global", "local")
+    """Attention type per layer, repeated to num_layers (GPT-Neo alternates global and local)."""
+    vocab_size: int | None = None
+    """Embedding rows; null takes the tokenizer's vocabulary size (50257 for the GPT-Neo one)."""
+
+    def check(self) -> list[str]:
+        out = _at_least("num_layers", self.num_layers, 1) + _at_least(
+            "num_heads", self.num_heads, 1
+        )
+        out += _at_least("hidden_size", self.hidden_size, 1) + _at_least(
+            "window_size", self.window_size, 1
+        )
+        out += _at_least("max_position_embeddings", self.max_position_embeddings, 1)
+        out += _at_least("vocab_size", self.vocab_size, 2)
+        if self.num_heads >= 1 and self.hidden_size % self.num_heads:
+            out.append(
+                f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}"
+            )
+        if not self.attention_pattern:
+            out.append("attention_pattern: must name at least one layer type, e.g. [global, local]")
+        elif self.num_layers % len(self.attention_pattern):
+            out.append(
+                f"attention_pattern: its length {len(self.attention_pattern)} must divide "
+                f"num_layers={self.num_layers}"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The finite real corpus D0, its held-out split and the tokenizer (Sec. 3.1.1)."""
+
+    source: str = "builtin"
+    """`builtin` (the story world shipped with the package), a Hugging Face hub dataset name such
+    as roneneldan/TinyStories, or a local path (.txt, .jsonl, .parquet, a directory of them, or a
+    datasets.save_to_disk directory)."""
+    split: str = "train"
+    """Dataset split to read from a hub or save_to_disk source."""
+    text_column: str = "text"
+    """Column (or JSON field) that holds each story's text."""
+    num_stories: int | None = None
+    """How many stories D0 has: the built-in world makes this many; a real source is capped at it
+    (null: all of it)."""
+    dedupe: bool = False
+    """Drop exact duplicate stories before splitting."""
+    holdout_fraction: float = 0.05
+    """Seeded share of D0's stories held out for validation and early stopping (5% in the paper);
+    never trained on by any generation."""
+    tokenizer: str = "train"
+    """`train` a byte-level BPE on D0, or a pretrained tokenizer's hub name or local path (the
+    paper uses the GPT-Neo tokenizer of roneneldan/TinyStories-33M)."""
+    tokenizer_vocab_size: int = 8192
+    """Vocabulary size of a tokenizer trained on D0 (ignored for a pretrained tokenizer)."""
+
+    def check(self) -> list[str]:
+        out = _at_least("num_stories", self.num_stories, 1)
+        out += _in_unit_interval(
+            "holdout_fraction", self.holdout_fraction, open_low=True, open_high=True
+        )
+        out += _at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 260)
+        if not self.source.strip():
+            out.append("source: must not be empty (use builtin, a hub dataset name or a path)")
+        if self.source == "builtin" and self.num_stories is None:
+            out.append("num_stories: the built-in story world needs a number of stories")
+        return out
+
+
+@dataclass(frozen=True)
+class ParadigmConfig:
+    """What each generation trains on (Sec. 2.1.1, Figure 1)."""
+
+    name: ExperimentParadigm = "replace"
+    """`replace`: generation n trains only on generation n-1's output. `accumulate-subsample`:
+    D0 plus k·|D0| generated data per generation, subsampled to |D0|. `accumulate`: train on all
+    of it. `mix`: a fixed real share `lam` plus the previous generation's output."""
+    k: float = 1.0
+    """Accumulation rate k > 0: each generation adds k·|D0| generated data to the corpus."""
+    lam: float = 0.5
+    """Mix(λ): the share of every training set drawn from D0, in [0, 1]."""
+
+    def check(self) -> list[str]:
+        out = _positive("k", self.k)
+        out += _in_unit_interval("lam", self.lam, open_low=False, open_high=False)
+        return out
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training of every generation from a fresh random init (Appendix C.1.2)."""
+
+    learning_rate: float = 5e-4
+    """AdamW learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW (beta1, beta2)."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay."""
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate schedule after warmup (the paper keeps it constant)."""
+    warmup_steps: int = 0
+    """Linear warmup steps (optimizer updates)."""
+    batch_size: int = 320
+    """Effective batch in sequences per optimizer update, reached by gradient accumulation."""
+    micro_batch_size: int = 32
+    """Sequences per forward/backward pass on one device; batch_size must be a multiple of it."""
+    context_length: int = 512
+    """Tokens per training block; stories are packed into blocks separated by end-of-text."""
+    epochs: int = 3
+    """Passes over each generation's training set (reused for all generations)."""
+    early_stopping: bool = False
+    """Choose the number of epochs for generation 1 by early stopping on the held-out split and
+    reuse it for later generations, as the paper does (then `epochs` is ignored)."""
+    max_epochs: int = 10
+    """Upper bound on epochs when early stopping."""
+    patience: int = 1
+    """Epochs without held-out improvement before early stopping ends."""
+    grad_clip: float | None = 1.0
+    """Gradient-norm clipping (null: none)."""
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """`auto`: fp16 autocast with a grad scaler on CUDA (as the paper), fp32 on CPU."""
+
+    def check(self) -> list[str]:
+        out = _positive("learning_rate", self.learning_rate) + _at_least(
+            "warmup_steps", self.warmup_steps, 0
+        )
+        out += [f"betas: each must be in [0, 1), got {b!r}" for b in self.betas if not 0 <= b < 1]
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            out.append(f"weight_decay: must be >= 0, got {self.weight_decay!r}")
+        out += _at_least("batch_size", self.batch_size, 1) + _at_least(
+            "micro_batch_size", self.micro_batch_size, 1
+        )
+        if (
+            self.batch_size >= 1
+            and self.micro_batch_size >= 1
+            and self.batch_size % self.micro_batch_size
+        ):
+            out.append(
+                f"batch_size: {self.batch_size} is not a multiple of micro_batch_size="
+                f"{self.micro_batch_size}"
+            )
+        out += _at_least("context_length", self.context_length, 2)
+        out += _at_least("epochs", self.epochs, 1) + _at_least("max_epochs", self.max_epochs, 1)
+        out += _at_least("patience", self.patience, 1)
+        out += _positive("grad_clip", self.grad_clip, allow_none=True)
+        return out
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Generation of each synthetic corpus (Algorithm 1): every parameter explicit."""
+
+    num_sequences: int = 1_000_000
+    """Sequences generated per generation (1,000,000 in the paper)."""
+    length: int = 600
+    """Tokens per sequence (600 in the paper; the context slides past 512)."""
+    mode: Literal["stream", "story"] = "stream"
+    """`stream`: each sequence runs on across end-of-text for `length` tokens and is split into
+    stories when stored (Algorithm 1). `story`: stop each sequence at its end-of-text token."""
+    temperature: float = 1.0
+    """Softmax temperature; 1 is the paper's faithful sampling."""
+    top_k: int = 0
+    """Keep only the k most likely tokens; 0 disables it (the paper: no truncation)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1 disables it (the paper: no truncation)."""
+    batch_size: int = 200
+    """Sequences sampled in parallel per device."""
+
+    def check(self) -> list[str]:
+        out = _at_least("num_sequences", self.num_sequences, 1) + _at_least(
+            "length", self.length, 1
+        )
+        out += _positive("temperature", self.temperature) + _at_least("top_k", self.top_k, 0)
+        out += _in_unit_interval("top_p", self.top_p, open_low=True, open_high=False)
+        out += _at_least("batch_size", self.batch_size, 1)
+        return out
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A next-token probe p̂_n(v|x) (Figure 2): a context and the tokens to follow."""
+
+    context: str = " there"
+    """Context text x; it must encode to at least one token (leading spaces matter)."""
+    next: tuple[str, ...] = (" was", " were")
+    """Continuations v whose probability is tracked against the corpus truth N_{x;v}/N_x."""
+
+    def check(self) -> list[str]:
+        out = [] if self.context else ["context: must not be empty"]
+        if not self.next:
+            out.append("next: list at least one continuation")
+        out += [f"next[{i}]: must not be empty" for i, v in enumerate(self.next) if not v]
+        return out
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What is measured on every generation (Sec. 3.1.3, Appendix C.3)."""
+
+    probes: tuple[ProbeConfig, ...] = (ProbeConfig(),)
+    """Next-token probes; the default is the paper's x = " there", v ∈ {" was", " were"}."""
+    context_length: int = 512
+    """A held-out token's context is at most this many previous tokens of its story (C.3)."""
+    max_stories: int | None = None
+    """Evaluate perplexity on at most this many held-out stories (null: all)."""
+    num_samples: int = 5
+    """Generated stories kept per generation as samples (Table 1)."""
+
+    def check(self) -> list[str]:
+        out = _at_least("context_length", self.context_length, 1)
+        out += _at_least("max_stories", self.max_stories, 1) + _at_least(
+            "num_samples", self.num_samples, 0
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The run as a whole: how long, which seed, where it goes."""
+
+    generations: int = 40
+    """Generations to train (40 in the paper); generation 1 trains on D0."""
+    seed: int = 0
+    """The seed every random choice derives from (data split, init, sampling)."""
+    out: str | None = None
+    """Run directory (null: runs/<preset name>)."""
+    device: str = "auto"
+    """`auto` (CUDA if available, else CPU), `cpu`, `cuda` or `cuda:N`."""
+
+    def check(self) -> list[str]:
+        out = _at_least("generations", self.generations, 1)
+        if self.seed < 0:
+            out.append(f"seed: must be >= 0, got {self.seed}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            out.append(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return out
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One recursive-training experiment: the paper's Sec. 3 setup and its variations."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model family and architecture."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_stories=10_000))
+    """The real corpus D0, holdout and tokenizer."""
+    paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
+    """Training-set composition per generation."""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    """Optimisation of every generation."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Generation of the synthetic corpora."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """Perplexity, probes and samples."""
+    run: RunConfig = field(default_factory=RunConfig)
+    """Generations, seed, output."""
+
+    def check(self) -> list[str]:
+        out = []
+        limit = self.model.max_position_embeddings
+        if self.training.context_length > limit:
+            out.append(
+                f"training.context_length: {self.training.context_length} exceeds "
+                f"model.max_position_embeddings={limit}"
+            )
+        if self.evaluation.context_length > limit:
+            out.append(
+                f"evaluation.context_length: {self.evaluation.context_length} exceeds "
+                f"model.max_position_embeddings={limit}"
+            )
+        return out
