@@ -217,6 +217,7 @@ def test_config_show_check_docs_and_presets(tmp_path: Path) -> None:
     assert run("config", "check", str(f)).output.strip() == f"{f}: ok"
     docs = run("config", "docs").output
     assert "paradigm.k  (a number; default 1.0)" in docs and "Accumulation rate" in docs
+    assert "data.num_stories  (an integer or null; default 10000)" in docs  # the parent's default
     assert "errors.kind" in run("config", "docs", "--theory").output
     listing = run("presets").output
     assert "demo" in listing and "paper-33m" in listing and "TinyStories" in listing

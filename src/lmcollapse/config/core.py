@@ -62,17 +62,19 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+def describe_fields(
+    cls: type, prefix: str = "", default: Any = None
+) -> list[tuple[str, str, Any, str]]:
     """(dotted key, type, default, docstring) for every leaf field, depth first."""
     rows: list[tuple[str, str, Any, str]] = []
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    default = cls()
+    default = cls() if default is None else default
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         key = f"{prefix}{f.name}"
         if _is_config_class(tp):
-            rows.extend(describe_fields(tp, key + "."))
+            rows.extend(describe_fields(tp, key + ".", getattr(default, f.name)))
         else:
             rows.append(
                 (key, _type_name(tp), to_plain(getattr(default, f.name)), docs.get(f.name, ""))

@@ -132,6 +132,11 @@ class TheoryConfig:
             out.append(f"horizon: must be >= generations ({self.generations}), got {self.horizon}")
         if self.horizon > 1_000_000:
             out.append(f"horizon: at most 1,000,000 generations, got {self.horizon}")
+        if self.horizon * max(len(self.probe.tokens), 1) > 50_000_000:
+            out.append(
+                f"horizon: {self.horizon:,} generations × {len(self.probe.tokens)} tokens is too "
+                "large to hold in memory; lower the horizon or group rare tokens"
+            )
         if not (math.isfinite(self.band) and self.band > 0):
             out.append(f"band: must be > 0, got {self.band!r}")
         if self.seed < 0:
