@@ -221,3 +221,98 @@ def test_config_show_check_docs_and_presets(tmp_path: Path) -> None:
     assert "errors.kind" in run("config", "docs", "--theory").output
     listing = run("presets").output
     assert "demo" in listing and "paper-33m" in listing and "TinyStories" in listing
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--error-scale", "0"],  # no errors at all: no limit term anywhere
+        ["--errors", "bursts", "--set", "errors.burst_probability=0.001", "--horizon", "50"],
+        ["--paradigm", "accumulate-subsample", "--generations", "1", "--horizon", "1"],
+    ],
+)
+def test_theory_without_any_defined_limit_still_writes_everything(
+    tmp_path: Path, args: list[str]
+) -> None:
+    out = tmp_path / "o"
+    result = run("theory", *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "figures").glob("*.png"))) == 4
+    data = json.loads((out / "theory.json").read_text())
+    assert data["scenarios"][0]["summary"]["max_abs_to_limit_last"] is None
+
+
+def test_theory_json_matches_the_api_everywhere(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    args = ["--paradigm", "replace", "--paradigm", "accumulate-subsample", "--paradigm", "mix",
+            "--k", "0.5", "--lam", "0.25", "--horizon", "300", "--no-figures"]  # fmt: skip
+    assert run("theory", *args, "--out", str(out)).exit_code == 0
+    data = json.loads((out / "theory.json").read_text())
+    counts = np.array(data["config"]["probe"]["counts"])
+    g = data["generations"]
+    from lmcollapse.config import TheoryConfig, from_plain
+    from lmcollapse.theory_experiment import error_sequence
+
+    alpha_h = error_sequence(from_plain(TheoryConfig, data["config"]), 300)
+    np.testing.assert_array_equal(np.array(data["alpha"]), alpha_h[:g])
+    grid = np.array(data["horizon_generations"])
+    weights_csv = list(csv.DictReader((out / "real_weight.csv").open()))
+    assert [int(r["generation"]) for r in weights_csv] == grid.tolist()
+    for sc in data["scenarios"]:
+        kw = {"k": sc["k"], "lam": sc["lam"]}
+        p_h = theory.closed_form(counts, alpha_h, sc["paradigm"], **kw)
+        lim_h = theory.limit_term(alpha_h, sc["paradigm"], **kw)
+        w_h = theory.real_data_weight(counts, alpha_h, sc["paradigm"], **kw)
+        limit = np.array([[np.nan if v is None else v for v in row] for row in sc["limit"]])
+        np.testing.assert_allclose(limit, lim_h[:g], rtol=1e-12)
+        np.testing.assert_allclose(sc["real_weight"], w_h[:g], rtol=1e-12)
+        np.testing.assert_allclose(
+            sc["real_share"], theory.real_data_share(g, sc["paradigm"], **kw)
+        )
+        np.testing.assert_allclose(sc["horizon_real_weight"], w_h[grid - 1], rtol=1e-12)
+        dist = np.max(np.abs(p_h - lim_h)[grid - 1], axis=1)
+        np.testing.assert_allclose(sc["horizon_max_abs_to_limit"][1:], dist[1:], rtol=1e-12)
+        np.testing.assert_allclose(
+            [float(r[sc["name"]]) for r in weights_csv], w_h[grid - 1], rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "messages", "absent"),
+    [
+        (
+            ["--k", "-1", "--generations", "0"],
+            ["k[0]: must be > 0", "generations: must be >= 1"],
+            [],
+        ),
+        (
+            ["--token", " was=abc", "--target", " was"],
+            ["probe.counts[0]: expected a number"],
+            ["counts for"],
+        ),
+        (["--target", " was", "--target", " was"], ["probe.targets: must be distinct"], []),
+        (["--error-scale", "1e306"], ["errors.scale:", "overflows"], []),
+        (
+            ["--paradigm", "replace", "--k", "2"],
+            ["--k has no effect without --paradigm accumulate-subsample"],
+            [],
+        ),
+        (["--out", ""], ["--out is empty"], []),
+    ],
+)
+def test_theory_input_problems_are_reported_together_and_precisely(
+    tmp_path: Path, args: list[str], messages: list[str], absent: list[str]
+) -> None:
+    code, _, stderr = _bad("theory", *args, "--no-figures")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    for m in messages:
+        assert m in stderr
+    for m in absent:
+        assert m not in stderr
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    f = tmp_path / "dup.yaml"
+    f.write_text("generations: 10\ngenerations: 20\n")
+    code, _, stderr = _bad("theory", "--config", str(f))
+    assert code == 2 and "duplicate key 'generations'" in stderr and "line 2" in stderr

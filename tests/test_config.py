@@ -241,3 +241,18 @@ def test_configs_are_frozen() -> None:
     cfg = ExperimentConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.paradigm.k = 3.0  # type: ignore[misc]
+
+
+def test_validate_rereads_and_reports() -> None:
+    cfg = dataclasses.replace(ExperimentConfig().run, generations="5")  # type: ignore[arg-type]
+    assert validate(cfg).generations == 5
+    with pytest.raises(ConfigError, match="generations: must be >= 1"):
+        validate(dataclasses.replace(ExperimentConfig().run, generations=0))
+
+
+def test_a_knock_on_problem_is_not_reported_twice() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_plain(
+            TheoryConfig, {"probe": {"tokens": ["a", "b"], "counts": ["x", 1], "targets": ["a"]}}
+        )
+    assert info.value.problems == ["probe.counts[0]: expected a number, got 'x'"]

@@ -280,7 +280,9 @@ def test_harmonic_errors_collapse_replace_but_not_accumulate_subsample() -> None
     ("call", "message"),
     [
         (lambda: theory.closed_form(COUNTS, ALPHA, "accumulate-subsample", 0.0), "k must be"),
-        (lambda: theory.recurrence(COUNTS, ALPHA, "replace", -1.0), "k must be"),
+        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", -1.0), "k must be"),
+        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", "1"), "k must be"),
+        (lambda: theory.iid_errors(3, 1.0, [1], seed=-1), "seed must be"),
         (lambda: theory.closed_form(-COUNTS - 1, ALPHA, "replace"), "counts must be non-negative"),
         (lambda: theory.closed_form(COUNTS, -ALPHA, "replace"), "alpha must be non-negative"),
         (lambda: theory.closed_form(COUNTS, ALPHA[:, :3], "replace"), "columns but counts has"),
@@ -315,3 +317,10 @@ def test_theory_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_decompose_renormalises_within_tolerance() -> None:
+    counts = np.array([1e9, 5e8, 5e8])
+    p = np.array([0.5, 0.3, 0.2 + 9e-7])  # sums to 1 + 9e-7: accepted
+    alpha_x, alpha_i = theory.decompose(p, counts)
+    assert alpha_i.sum() == pytest.approx(alpha_x, rel=1e-12)

@@ -1,11 +1,13 @@
-"""Figures from result files only (theory.json today; run metrics later), written atomically.
+"""Figures from result files only (theory.json today; run metrics later).
 
-Uses matplotlib's Agg backend: no display needed. Each function takes the loaded results and a
-directory and returns the paths it wrote.
+Uses matplotlib's Agg backend: no display needed. Figure functions take the loaded results and
+return {file name: PNG bytes}, rendered in memory, so a plotting error leaves nothing half
+written; `save_figures` writes them atomically.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -22,28 +24,46 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, metadata={"Software": None})
     _pyplot().close(fig)
-    return path
+    return buf.getvalue()
+
+
+def save_figures(figures: dict[str, bytes], fig_dir: str | Path) -> list[Path]:
+    """Write rendered figures into fig_dir, each atomically; returns their paths."""
+    paths = []
+    for name, png in figures.items():
+        path = Path(fig_dir) / name
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(png)
+        paths.append(path)
+    return paths
+
+
+def _log_scale_if_possible(ax: Any, values: list[list[float]], note: str) -> None:
+    """Log y-axis when there is positive finite data, else a note instead of an exception."""
+    if any(v > 0 and math.isfinite(v) for series in values for v in series):
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
 
 
 def _nan(values: list[Any]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
-def theory_figures(result: dict[str, Any], fig_dir: str | Path) -> list[Path]:
+def theory_figures(result: dict[str, Any]) -> dict[str, bytes]:
     """trajectories.png (Figure 2 style), convergence.png, k_sweep.png, real_weight.png."""
     plt = _pyplot()
-    out = Path(fig_dir)
+    figures: dict[str, bytes] = {}
     tokens, truth, targets = result["tokens"], result["truth"], result["targets"]
     idx = [tokens.index(t) for t in targets]
     gens = list(range(1, result["generations"] + 1))
     scen = result["scenarios"]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     context = result["context"]
-    paths = []
 
     # Figure 2: p̂_n(v|x) per scenario, solid; corpus truth dashed; Theorem 2.1's term dotted.
     ncols = min(3, len(scen))
@@ -74,7 +94,7 @@ def theory_figures(result: dict[str, Any], fig_dir: str | Path) -> list[Path]:
         "dotted: Theorem 2.1's error-only term)",
         fontsize=9,
     )
-    paths.append(_save(fig, out / "trajectories.png"))
+    figures["trajectories.png"] = _png(fig)
 
     # Convergence to the error-only term up to the horizon, log-log: Replace ~ 1/n when errors
     # do not vanish, Accumulate-Subsample only ~ 1/log n.
@@ -84,12 +104,16 @@ def theory_figures(result: dict[str, Any], fig_dir: str | Path) -> list[Path]:
             result["horizon_generations"], _nan(sc["horizon_max_abs_to_limit"]), label=sc["name"]
         )
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_scale_if_possible(
+        ax,
+        [_nan(sc["horizon_max_abs_to_limit"]) for sc in scen],
+        "no error has accumulated: the limit term is undefined",
+    )
     ax.set_xlabel("generation n (log scale)")
     ax.set_ylabel("max_i |p̂_n(v_i|x) − limit term|")
     ax.set_title(f"Distance to Theorem 2.1's error-only term, up to n = {result['horizon']:,}")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "convergence.png"))
+    figures["convergence.png"] = _png(fig)
 
     # The same target across paradigms and k, side by side.
     fig, axes = plt.subplots(
@@ -107,7 +131,7 @@ def theory_figures(result: dict[str, Any], fig_dir: str | Path) -> list[Path]:
         ax.set_title(f"p̂_n({tokens[i]!r} | {context!r})")
         ax.set_xlabel("generation n")
     axes[0, 0].legend(fontsize=7)
-    paths.append(_save(fig, out / "k_sweep.png"))
+    figures["k_sweep.png"] = _png(fig)
 
     # Long horizon: the weight of the real data in p̂_n, N_x / y[n].
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
@@ -119,5 +143,5 @@ def theory_figures(result: dict[str, Any], fig_dir: str | Path) -> list[Path]:
     ax.set_ylabel("real-data weight N_x / y[n]")
     ax.set_title(f"How much of D0 survives in p̂_n, up to n = {result['horizon']:,}")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "real_weight.png"))
-    return paths
+    figures["real_weight.png"] = _png(fig)
+    return figures

@@ -10,9 +10,7 @@ subscripts the same way; Sec. 2.1.2):
 Paradigms (Sec. 2.1.1): "replace" (generation n trains only on generation n-1's output),
 "accumulate-subsample" with rate k > 0 (a share 1/(1+(n-1)k) of D0, k/(1+(n-1)k) from each earlier
 generation), and "mix" with real share λ (not in the paper; its Limitations case of a real-data
-share that does not vanish — derived below in the same form). Accumulate without subsampling has
-the same expected training proportions as Accumulate-Subsample (footnote 3 ignores sampling error),
-so the theory treats the two alike.
+share that does not vanish — derived below in the same form).
 
 Mix(λ) derivation. Generation n ≥ 2 trains on λ real data and 1-λ output of generation n-1, so in
 the paper's count form p̂_n = (λN_i + (1-λ)y_i[n-1] + α_i[n]) / (λN + (1-λ)y[n-1] + α[n]), with
@@ -25,6 +23,7 @@ This module never imports torch: the theory must run anywhere numpy runs.
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 import numpy as np
@@ -32,8 +31,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from lmcollapse.errors import InvalidInput
 
-Paradigm = Literal["replace", "accumulate-subsample", "mix"]
-PARADIGMS: tuple[str, ...] = ("replace", "accumulate-subsample", "mix")
+TheoryParadigm = Literal["replace", "accumulate-subsample", "mix"]
+PARADIGMS: tuple[str, ...] = typing.get_args(TheoryParadigm)
 
 FloatArray = NDArray[np.float64]
 
@@ -78,12 +77,22 @@ def _as_alpha(alpha: ArrayLike, vocab_size: int | None = None) -> FloatArray:
 
 
 def _check_paradigm(paradigm: str, k: float, lam: float) -> None:
+    """k is checked for Accumulate-Subsample and λ for Mix: the parameters they use."""
     if paradigm not in PARADIGMS:
         raise InvalidInput(f"unknown paradigm {paradigm!r}: choose one of {', '.join(PARADIGMS)}")
-    if not np.isfinite(k) or k <= 0:
+    if paradigm == "accumulate-subsample" and not (_is_number(k) and np.isfinite(k) and k > 0):
         raise InvalidInput(f"k must be a finite number > 0 (the accumulation rate), got {k!r}")
-    if not np.isfinite(lam) or not 0 <= lam <= 1:
+    if paradigm == "mix" and not (_is_number(lam) and np.isfinite(lam) and 0 <= lam <= 1):
         raise InvalidInput(f"lam (the real-data share of Mix) must be in [0, 1], got {lam!r}")
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InvalidInput(f"seed must be an integer >= 0, got {seed!r}")
 
 
 def _check_generations(generations: int) -> int:
@@ -121,6 +130,7 @@ def decompose(p_hat: ArrayLike, counts: ArrayLike) -> tuple[float, FloatArray]:
         )
     if abs(p.sum() - 1.0) > _SUM_TOLERANCE:
         raise InvalidInput(f"p_hat must sum to 1 (a distribution over V), it sums to {p.sum():.9g}")
+    p = p / p.sum()  # within tolerance: renormalise, so that α_x = Σ α_i holds exactly (Eq. 1)
     n_x = n_i.sum()
     # A p̂-weighted average of the terms below is Σ(N_i - p̂_i N_x) = 0, so their max is ≥ 0.
     alpha_x = max(float(np.max((n_i - p * n_x) / p)), 0.0)
@@ -251,8 +261,9 @@ def real_data_share(
     """The share of generation n's training set drawn from D0 (Sec. 2.1.1), shape (G,).
 
     Replace: 1, 0, 0, ...; Accumulate-Subsample: 1/(1+(n-1)k); Mix(λ): 1, λ, λ, ...
-    Contrast it with `real_data_weight`: the share is what the paradigm feeds in, the weight is
-    what survives in p̂_n.
+    This is the nominal share of the training *data*. In the count form of Eq. (3) the share of
+    the occurrences of x that come from D0 is N_x / (N_x + k Σ_j y[j]) instead, because generated
+    data carries its own error mass. Contrast both with `real_data_weight`, what survives in p̂_n.
     """
     g = _check_generations(generations)
     _check_paradigm(paradigm, k, lam)
@@ -314,6 +325,7 @@ def inverse_square_errors(generations: int, total: float, weights: ArrayLike) ->
 def iid_errors(generations: int, total: float, weights: ArrayLike, seed: int) -> FloatArray:
     """α_i[n] = total · w_i · ξ_{n,i}, ξ i.i.d. Exponential(1): noisy errors that do not vanish."""
     g = _check_generations(generations)
+    _check_seed(seed)
     w = _as_weights(weights)
     xi = np.random.default_rng([seed, 1]).standard_exponential(size=(g, w.size))
     return _check_total(total) * w[None, :] * xi
@@ -326,6 +338,7 @@ def burst_errors(
     g = _check_generations(generations)
     if not np.isfinite(probability) or not 0 < probability <= 1:
         raise InvalidInput(f"burst probability must be in (0, 1], got {probability!r}")
+    _check_seed(seed)
     hit = np.random.default_rng([seed, 2]).random(g) < probability
     return hit[:, None] * (_check_total(total) / probability) * _as_weights(weights)[None, :]
 
@@ -334,4 +347,5 @@ def random_weights(vocab_size: int, seed: int) -> FloatArray:
     """A seeded random split of the error over V tokens (flat Dirichlet): errors with a bias."""
     if vocab_size < 1:
         raise InvalidInput(f"vocab_size must be >= 1, got {vocab_size}")
+    _check_seed(seed)
     return np.random.default_rng([seed, 3]).dirichlet(np.ones(vocab_size))

@@ -38,6 +38,7 @@ class Scenario:
 
     @property
     def name(self) -> str:
+        """How figures, tables and CSVs call it, e.g. "accumulate-subsample k=0.5"."""
         if self.paradigm == "accumulate-subsample":
             return f"accumulate-subsample k={self.k:g}"
         if self.paradigm == "mix":
@@ -77,7 +78,9 @@ def error_sequence(cfg: TheoryConfig, generations: int) -> np.ndarray:
         return theory.harmonic_errors(generations, total, weights)
     if spec.kind == "inverse-square":
         return theory.inverse_square_errors(generations, total, weights)
-    return theory.burst_errors(generations, total, weights, spec.burst_probability, cfg.seed)
+    if spec.kind == "bursts":
+        return theory.burst_errors(generations, total, weights, spec.burst_probability, cfg.seed)
+    raise ValueError(f"unknown error kind {spec.kind!r}")  # the config's Literal rules this out
 
 
 def horizon_grid(generations: int, horizon: int, points: int = HORIZON_POINTS) -> np.ndarray:
@@ -108,26 +111,18 @@ def simulate(cfg: TheoryConfig) -> dict[str, Any]:
     truth = counts / counts.sum()
     g, h = cfg.generations, cfg.horizon
     alpha_h = error_sequence(cfg, h)
-    alpha = alpha_h[:g]
     grid = horizon_grid(g, h)
     target_idx = [tokens.index(t) for t in cfg.probe.targets]
     results = []
     for sc in scenarios(cfg):
         kw = {"k": sc.k, "lam": sc.lam}
-        p_hat = theory.closed_form(counts, alpha, sc.paradigm, **kw)
-        limit = theory.limit_term(alpha, sc.paradigm, **kw)
-        weight = theory.real_data_weight(counts, alpha, sc.paradigm, **kw)
-        share = theory.real_data_share(g, sc.paradigm, **kw)
+        # Everything up to the horizon once; the trajectories are its first G rows.
+        p_hat_h = theory.closed_form(counts, alpha_h, sc.paradigm, **kw)
+        limit_h = theory.limit_term(alpha_h, sc.paradigm, **kw)
         weight_h = theory.real_data_weight(counts, alpha_h, sc.paradigm, **kw)
-        # max_i |p̂_n - limit_n| up to the horizon; NaN where the limit is undefined (0/0)
-        dist_h = np.max(
-            np.abs(
-                theory.closed_form(counts, alpha_h, sc.paradigm, **kw)
-                - theory.limit_term(alpha_h, sc.paradigm, **kw)
-            ),
-            axis=1,
-        )
-        dist_limit = dist_h[:g]
+        dist_h = np.max(np.abs(p_hat_h - limit_h), axis=1)  # NaN where the limit is 0/0
+        p_hat, limit, weight, dist_limit = p_hat_h[:g], limit_h[:g], weight_h[:g], dist_h[:g]
+        share = theory.real_data_share(g, sc.paradigm, **kw)
         summary: dict[str, Any] = {
             "targets": {
                 tokens[i]: {
@@ -174,7 +169,7 @@ def simulate(cfg: TheoryConfig) -> dict[str, Any]:
             "band": cfg.band,
             "generations": g,
             "horizon": h,
-            "alpha": alpha.tolist(),
+            "alpha": alpha_h[:g].tolist(),
             "horizon_generations": grid.tolist(),
             "scenarios": results,
         }
@@ -244,17 +239,25 @@ def real_weight_csv(result: dict[str, Any]) -> str:
 
 
 def main(cfg: TheoryConfig, out_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
-    """Simulate, then write config.yaml, theory.json, the CSVs and the figures into out_dir."""
-    out = prepare_output_dir(out_dir)
+    """Simulate, then write config.yaml, theory.json, the CSVs and the figures into out_dir.
+
+    Everything is computed (and the figures drawn in memory) before the first file is written.
+    """
     result = simulate(cfg)
+    figs = None
+    if figures:
+        from lmcollapse.plots import theory_figures  # matplotlib only when figures are wanted
+
+        figs = theory_figures(result)
+    out = prepare_output_dir(out_dir)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     atomic_write_json(out / "theory.json", result)
     atomic_write_text(out / "trajectories.csv", trajectories_csv(result))
     atomic_write_text(out / "real_weight.csv", real_weight_csv(result))
-    if figures:
-        from lmcollapse.plots import theory_figures  # matplotlib only when figures are wanted
+    if figs is not None:
+        from lmcollapse.plots import save_figures
 
-        theory_figures(result, out / "figures")
+        save_figures(figs, out / "figures")
     return result
 
 

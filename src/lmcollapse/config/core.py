@@ -19,6 +19,7 @@ import difflib
 import functools
 import inspect
 import math
+import re
 import textwrap
 import types
 import typing
@@ -219,19 +220,29 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str, problems: list[st
     return cls(**kwargs)
 
 
-def _check_all(obj: Any, prefix: str, problems: list[str]) -> None:
-    """Run every nested `check()`; messages are prefixed with their section's path."""
+def _field_of(message: str) -> str:
+    """ "probe.counts[0]: expected ..." -> "probe.counts"."""
+    return re.sub(r"\[\d+\]", "", message.split(":", 1)[0])
+
+
+def _check_all(obj: Any, prefix: str, problems: list[str], unreadable: set[str]) -> None:
+    """Run every nested `check()`; messages are prefixed with their section's path.
+
+    Messages about a field whose value could not be read are dropped: they would only report a
+    knock-on effect of the default that stood in for the bad value.
+    """
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
-            _check_all(value, f"{prefix}{f.name}.", problems)
+            _check_all(value, f"{prefix}{f.name}.", problems, unreadable)
         elif isinstance(value, tuple):
             for i, item in enumerate(value):
                 if dataclasses.is_dataclass(item):
-                    _check_all(item, f"{prefix}{f.name}[{i}].", problems)
+                    _check_all(item, f"{prefix}{f.name}[{i}].", problems, unreadable)
     check = getattr(obj, "check", None)
     if callable(check):
-        problems.extend(prefix + msg for msg in check())
+        messages = (prefix + msg for msg in check())
+        problems.extend(m for m in messages if _field_of(m) not in unreadable)
 
 
 def from_plain(cls: type[T], data: Mapping[str, Any] | None, source: str | None = None) -> T:
@@ -245,18 +256,16 @@ def from_plain(cls: type[T], data: Mapping[str, Any] | None, source: str | None 
     problems: list[str] = []
     # Start from the defaults as plain data, so a partial section keeps the parent's defaults.
     obj = _build(cls, deep_merge(to_plain(cls()), data), "", problems)
-    _check_all(obj, "", problems)
+    _check_all(obj, "", problems, {_field_of(p) for p in problems})
     if problems:
         raise ConfigError(problems, source)
     return obj
 
 
-def validate(obj: Any) -> None:
-    """Re-run all checks on an existing config (e.g. one made with dataclasses.replace)."""
-    problems: list[str] = []
-    _check_all(obj, "", problems)
-    if problems:
-        raise ConfigError(problems)
+def validate(obj: T) -> T:
+    """Re-read and re-check an existing config (e.g. one made with dataclasses.replace): types
+    are coerced as from YAML, every problem is reported; returns the clean config."""
+    return from_plain(type(obj), to_plain(obj))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,9 +282,24 @@ def from_yaml(cls: type[T], text: str, source: str | None = None) -> T:
     return from_plain(cls, _parse_yaml(text, source), source)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_yaml(text: str, source: str | None) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

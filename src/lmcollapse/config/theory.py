@@ -2,8 +2,10 @@
 context's corpus counts with a chosen error sequence, for several paradigms and rates k.
 
 The default is the paper's case: x = " there" with p(" was"|x) = 0.76 and p(" were"|x) = 0.05
-(Sec. 3.2), the rest of the vocabulary grouped into a few continuations. Grouping tokens is exact:
-the recurrences are linear in the counts, so a group behaves like the sum of its members.
+(Sec. 3.2), the rest of the vocabulary grouped into a few continuations. Grouping is exact for the
+counts (the recurrences are linear in them: a group's p̂ is the sum of its members' p̂ for the same
+total error), but the error split is per listed token, so "uniform" errors spread differently
+over 8 groups than over 50,000 tokens: the grouping is part of the error model.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-TheoryParadigm = Literal["replace", "accumulate-subsample", "mix"]
+from lmcollapse.theory import TheoryParadigm
+
 ErrorKind = Literal["constant", "iid", "harmonic", "inverse-square", "bursts"]
 
 
@@ -30,6 +33,7 @@ class TheoryProbe:
     """Tokens whose trajectories are plotted and summarised (each must be in `tokens`)."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = []
         if len(self.tokens) != len(self.counts):
             out.append(
@@ -48,6 +52,8 @@ class TheoryProbe:
             out.append("counts: the total N_x must be > 0 (the context must occur in the corpus)")
         if not self.targets:
             out.append("targets: list at least one token to track")
+        if len(set(self.targets)) != len(self.targets):
+            out.append("targets: must be distinct")
         out += [
             f"targets: {t!r} is not one of the tokens" for t in self.targets if t not in self.tokens
         ]
@@ -73,6 +79,7 @@ class ErrorSpec:
     """Probability that a generation errs, for `bursts`."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = []
         if not (math.isfinite(self.scale) and self.scale >= 0):
             out.append(f"scale: must be a finite number >= 0, got {self.scale!r}")
@@ -109,6 +116,7 @@ class TheoryConfig:
     """The error sequence."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = []
         if not self.paradigms:
             out.append("paradigms: list at least one of replace, accumulate-subsample, mix")
@@ -141,6 +149,12 @@ class TheoryConfig:
             out.append(f"band: must be > 0, got {self.band!r}")
         if self.seed < 0:
             out.append(f"seed: must be >= 0, got {self.seed}")
+        n_x = sum(c for c in self.probe.counts if math.isfinite(c))
+        if math.isfinite(self.errors.scale) and self.errors.scale * n_x * self.horizon > 1e300:
+            out.append(
+                f"errors.scale: {self.errors.scale:g}·N_x over {self.horizon:,} generations "
+                "overflows; use a smaller scale"
+            )
         if self.errors.weights and len(self.errors.weights) != len(self.probe.tokens):
             out.append(
                 f"errors.weights: {len(self.errors.weights)} weights for "

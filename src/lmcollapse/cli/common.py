@@ -1,0 +1,34 @@
+"""Pieces shared by the subcommands: context settings and the preset/config/--set options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def experiment_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--preset NAME, --config FILE, --set KEY=VALUE (in that order of precedence, --set last)."""
+    func = click.option(
+        "--set", "sets", multiple=True, metavar="KEY=VALUE",
+        help="Dotted override, e.g. --set paradigm.k=0.5 (applied last).",
+    )(func)  # fmt: skip
+    func = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+        help="A YAML config file, applied over the preset.",
+    )(func)  # fmt: skip
+    return click.option("--preset", help="A shipped preset (see `lmcollapse presets`).")(func)
+
+
+def given(flags: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """{config key: value} for the flags that were given (not None, not empty)."""
+    out = {}
+    for flag, key in mapping.items():
+        value = flags.get(flag)
+        if value is not None and value != ():
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,60 @@
+"""`lmcollapse config show|check|docs` and `lmcollapse presets`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lmcollapse.cli.common import CONTEXT_SETTINGS, experiment_config_options
+from lmcollapse.config import (
+    ExperimentConfig,
+    TheoryConfig,
+    describe_fields,
+    dump_yaml,
+    preset_description,
+    preset_names,
+    resolve,
+)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def config() -> None:
+    """Show, document and check experiment configurations."""
+
+
+@config.command("show", context_settings=CONTEXT_SETTINGS)
+@experiment_config_options
+def config_show(preset: str | None, config_file: Path | None, sets: tuple[str, ...]) -> None:
+    """Print the resolved experiment config: defaults <- preset <- file <- --set."""
+    cfg = resolve(ExperimentConfig, preset=preset, config=config_file, overrides=sets)
+    click.echo(dump_yaml(cfg), nl=False)
+
+
+@config.command("check", context_settings=CONTEXT_SETTINGS)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--theory", "is_theory", is_flag=True, help="Check it as a theory config.")
+def config_check(file: Path, is_theory: bool) -> None:
+    """Validate a config file, listing every problem at once."""
+    cls = TheoryConfig if is_theory else ExperimentConfig
+    resolve(cls, config=file)
+    click.echo(f"{file}: ok")
+
+
+@config.command("docs", context_settings=CONTEXT_SETTINGS)
+@click.option("--theory", "is_theory", is_flag=True, help="Document the theory config instead.")
+def config_docs(is_theory: bool) -> None:
+    """Every field: dotted key, type, default and what it means."""
+    cls = TheoryConfig if is_theory else ExperimentConfig
+    for key, type_name, default, doc in describe_fields(cls):
+        click.echo(f"{key}  ({type_name}; default {json.dumps(default, ensure_ascii=False)})")
+        for line in doc.splitlines() or ["(undocumented)"]:
+            click.echo(f"    {line}")
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+def presets() -> None:
+    """List the experiment presets shipped with the package."""
+    for name in preset_names():
+        click.echo(f"{name:<12} {preset_description(name)}")
