@@ -1,14 +1,53 @@
-"""Test settings: nothing is written into the repository (hypothesis keeps no example database
-and its caches go to the system temp directory)."""
+"""Test settings: nothing is written into the repository or a user cache, nothing is downloaded.
+
+Hypothesis keeps no example database; Hugging Face libraries run offline with their caches (and
+lmcollapse's) in a temporary directory; a prepared built-in corpus is shared by the tests that
+need one.
+"""
 
 import os
 import tempfile
+from pathlib import Path
 
-os.environ.setdefault(
-    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "lmcollapse-hypothesis")
-)
+_TMP = tempfile.mkdtemp(prefix="lmcollapse-tests-")
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_TMP, "hypothesis"))
+os.environ["HF_HOME"] = os.path.join(_TMP, "hf")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "hf", "datasets")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["LMCOLLAPSE_CACHE"] = os.path.join(_TMP, "lmcollapse")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-from hypothesis import settings  # after the storage directory is set
+import pytest  # noqa: E402  (after the environment is set)
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("lmcollapse", database=None, deadline=None)
 settings.load_profile("lmcollapse")
+
+
+@pytest.fixture(scope="session")
+def builtin_corpus(tmp_path_factory: pytest.TempPathFactory):
+    """The default D0: 10,000 built-in stories, a BPE trained on them, a 5% holdout."""
+    from lmcollapse.config import ExperimentConfig
+    from lmcollapse.data.prepare import prepare
+
+    return prepare(ExperimentConfig().data, tmp_path_factory.mktemp("corpus") / "builtin")
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write("name.txt", text) -> path: a file in the test's directory."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory: a default output path never lands in the repo."""
+    monkeypatch.chdir(tmp_path)

@@ -14,9 +14,11 @@ PY_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 @pytest.mark.parametrize("index", range(len(PY_BLOCKS)))
 def test_readme_python_examples_run(
-    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, builtin_corpus
 ) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write runs/...; never into the repository
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "corpus").symlink_to(builtin_corpus.path)  # `corpus prepare`'s output
     exec(compile(PY_BLOCKS[index], f"README.md python block {index}", "exec"), {})
 
 

@@ -1,10 +1,11 @@
 """The `lmcollapse` command line: thin subcommands that parse, load a config and call one function.
 
     lmcollapse theory [--config FILE] [--set KEY=VALUE ...] [flags]   theory experiment
+    lmcollapse corpus prepare|stats                                    D0, holdout, tokenizer; truth
     lmcollapse config show|docs|check                                  experiment configuration
     lmcollapse presets                                                 shipped presets
 
-Bad input of any kind (flags, config files, values, paths) ends in one line on stderr,
+Bad input of any kind (flags, config files, values, paths, data) ends in one line on stderr,
 `lmcollapse: error: ...`, and exit status 2; nothing is written before the input is validated.
 """
 
@@ -69,9 +70,10 @@ def main() -> None:
 
 def _register() -> None:
     from lmcollapse.cli.config import config, presets
+    from lmcollapse.cli.corpus import corpus
     from lmcollapse.cli.theory import theory
 
-    for command in (theory, config, presets):
+    for command in (theory, corpus, config, presets):
         main.add_command(command)
 
 

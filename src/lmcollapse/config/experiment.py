@@ -60,6 +60,7 @@ class ModelConfig:
     """Embedding rows; null takes the tokenizer's vocabulary size (50257 for the GPT-Neo one)."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("num_layers", self.num_layers, 1) + _at_least(
             "num_heads", self.num_heads, 1
         )
@@ -99,6 +100,9 @@ class DataConfig:
     (null: all of it)."""
     dedupe: bool = False
     """Drop exact duplicate stories before splitting."""
+    seed: int = 0
+    """Seed of D0 itself: the built-in world's stories and the held-out split (kept apart from
+    run.seed so that runs with different seeds share one D0)."""
     holdout_fraction: float = 0.05
     """Seeded share of D0's stories held out for validation and early stopping (5% in the paper);
     never trained on by any generation."""
@@ -109,10 +113,12 @@ class DataConfig:
     """Vocabulary size of a tokenizer trained on D0 (ignored for a pretrained tokenizer)."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("num_stories", self.num_stories, 1)
-        out += _in_unit_interval(
-            "holdout_fraction", self.holdout_fraction, open_low=True, open_high=True
-        )
+        if not (math.isfinite(self.holdout_fraction) and 0 < self.holdout_fraction <= 0.5):
+            out.append(f"holdout_fraction: must be in (0, 0.5], got {self.holdout_fraction!r}")
+        if self.seed < 0:
+            out.append(f"seed: must be >= 0, got {self.seed}")
         out += _at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 260)
         if not self.source.strip():
             out.append("source: must not be empty (use builtin, a hub dataset name or a path)")
@@ -132,11 +138,12 @@ class ParadigmConfig:
     k: float = 1.0
     """Accumulation rate k > 0: each generation adds k·|D0| generated data to the corpus."""
     lam: float = 0.5
-    """Mix(λ): the share of every training set drawn from D0, in [0, 1]."""
+    """Mix(λ): the share of every training set drawn from D0, in [0, 1) (λ = 0 is Replace)."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _positive("k", self.k)
-        out += _in_unit_interval("lam", self.lam, open_low=False, open_high=False)
+        out += _in_unit_interval("lam", self.lam, open_low=False, open_high=True)
         return out
 
 
@@ -175,6 +182,7 @@ class TrainingConfig:
     """`auto`: fp16 autocast with a grad scaler on CUDA (as the paper), fp32 on CPU."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _positive("learning_rate", self.learning_rate) + _at_least(
             "warmup_steps", self.warmup_steps, 0
         )
@@ -221,6 +229,7 @@ class SamplingConfig:
     """Sequences sampled in parallel per device."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("num_sequences", self.num_sequences, 1) + _at_least(
             "length", self.length, 1
         )
@@ -240,6 +249,7 @@ class ProbeConfig:
     """Continuations v whose probability is tracked against the corpus truth N_{x;v}/N_x."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = [] if self.context else ["context: must not be empty"]
         if not self.next:
             out.append("next: list at least one continuation")
@@ -261,6 +271,7 @@ class EvaluationConfig:
     """Generated stories kept per generation as samples (Table 1)."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("context_length", self.context_length, 1)
         out += _at_least("max_stories", self.max_stories, 1) + _at_least(
             "num_samples", self.num_samples, 0
@@ -282,6 +293,7 @@ class RunConfig:
     """`auto` (CUDA if available, else CPU), `cpu`, `cuda` or `cuda:N`."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("generations", self.generations, 1)
         if self.seed < 0:
             out.append(f"seed: must be >= 0, got {self.seed}")
@@ -310,6 +322,7 @@ class ExperimentConfig:
     """Generations, seed, output."""
 
     def check(self) -> list[str]:
+        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = []
         limit = self.model.max_position_embeddings
         if self.training.context_length > limit:

@@ -1,0 +1,204 @@
+"""`lmcollapse corpus prepare` (D0, holdout, tokenizer into a directory) and `lmcollapse corpus
+stats` (the corpus truth N_x, N_{x;v} of a context)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lmcollapse.cli.common import CONTEXT_SETTINGS, experiment_config_options, given
+from lmcollapse.config import ExperimentConfig, resolve
+from lmcollapse.errors import InvalidInput
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def corpus() -> None:
+    """Build the real corpus D0 and measure its truth."""
+
+
+@corpus.command("prepare", context_settings=CONTEXT_SETTINGS)
+@experiment_config_options
+@click.option("--data", "source", help="Source: builtin, a hub dataset, a file or a directory.")
+@click.option("--num-stories", type=int, help="Stories to make (builtin) or to take at most.")
+@click.option("--tokenizer", help="`train`, or a pretrained tokenizer's name or path.")
+@click.option("--vocab-size", type=int, help="Vocabulary of a trained tokenizer.")
+@click.option("--text-column", help="Column or JSON field holding the text.")
+@click.option("--split", help="Split of a hub or save_to_disk dataset.")
+@click.option("--dedupe/--no-dedupe", default=None, help="Drop exact duplicate stories.")
+@click.option(
+    "--holdout", "holdout_fraction", type=float, help="Held-out share of D0, in (0, 0.5]."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/corpus"),
+    show_default=True,
+    help="Directory for tokenizer/, d0/, holdout/ and corpus.json.",
+)
+def prepare_cmd(
+    preset: str | None, config_file: Path | None, sets: tuple[str, ...], out: Path, **flags: Any
+) -> None:
+    """Build D0, its held-out split and the tokenizer into --out (a second call reuses them)."""
+    from lmcollapse.data.prepare import prepare
+
+    data = given(
+        flags,
+        {
+            "source": "source",
+            "num_stories": "num_stories",
+            "tokenizer": "tokenizer",
+            "vocab_size": "tokenizer_vocab_size",
+            "text_column": "text_column",
+            "split": "split",
+            "dedupe": "dedupe",
+            "holdout_fraction": "holdout_fraction",
+        },
+    )
+    cfg = resolve(
+        ExperimentConfig, preset=preset, config=config_file, overrides=_with_data(sets, data)
+    )
+    t0 = time.perf_counter()
+    prepared = prepare(cfg.data, out, log=lambda msg: click.echo(msg, err=True))
+    info = prepared.info
+    click.echo(
+        f"{out}: D0 {info['d0']['stories']:,} stories / {info['d0']['tokens']:,} tokens, holdout "
+        f"{info['holdout']['stories']:,} / {info['holdout']['tokens']:,}, vocabulary "
+        f"{info['tokenizer']['vocab_size']:,} ({time.perf_counter() - t0:.1f} s)"
+    )
+
+
+def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
+    from lmcollapse.config import deep_merge, parse_overrides
+
+    return deep_merge({"data": data} if data else {}, parse_overrides(sets))
+
+
+@corpus.command("stats", context_settings={**CONTEXT_SETTINGS, "allow_extra_args": True})
+@click.option(
+    "--data",
+    "source",
+    required=True,
+    help="A prepared corpus directory, a token store, or a text source (builtin, hub, file).",
+)
+@click.option("--tokenizer", help="Tokenizer name or path (not needed for a prepared corpus).")
+@click.option(
+    "--context", required=True, help="Context text x, e.g. ' there' (mind the leading space)."
+)
+@click.option(
+    "--next",
+    "next_",
+    metavar="TOKEN [TOKEN ...]",
+    help="Continuations v to report, e.g. --next ' was' ' were' (each must be one token).",
+)
+@click.option("--top", type=int, default=10, show_default=True, help="How many top continuations.")
+@click.option("--num-stories", type=int, help="Cap a text source (builtin default: 10,000).")
+@click.option(
+    "--text-column", default="text", show_default=True, help="Text column of a text source."
+)
+@click.option(
+    "--split", default="train", show_default=True, help="Split of a hub or saved dataset."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the builtin story world."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.pass_context
+def stats_cmd(
+    ctx: click.Context,
+    source: str,
+    tokenizer: str | None,
+    context: str,
+    next_: str | None,
+    top: int,
+    num_stories: int | None,
+    text_column: str,
+    split: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Corpus truth: N_x, N_{x;v} and p(v|x) = N_{x;v}/N_x of a context; its top continuations."""
+    from lmcollapse.data import stats
+    from lmcollapse.data.prepare import is_prepared, open_prepared
+    from lmcollapse.data.store import TokenStore, is_store
+    from lmcollapse.data.tokenizer import load_tokenizer, single_token
+
+    extra = list(ctx.args)
+    if extra and next_ is None:
+        raise click.UsageError(f"unexpected argument {extra[0]!r}")
+    next_texts = ([next_] if next_ is not None else []) + extra
+    if top < 0:
+        raise InvalidInput(f"--top must be >= 0, got {top}")
+    if not context:
+        raise InvalidInput(
+            "the context is empty: give text such as ' there' (leading space matters)"
+        )
+    if is_prepared(source):
+        if tokenizer is not None:
+            raise InvalidInput(
+                f"{source} is a prepared corpus with its own tokenizer: leave out --tokenizer"
+            )
+        prepared = open_prepared(source)
+        tok, chunks, where = prepared.tokenizer, prepared.d0.iter_chunks(), f"{source}/d0"
+    else:
+        if tokenizer is None:
+            raise InvalidInput("--tokenizer is needed for a token store or a text source")
+        tok = load_tokenizer(tokenizer)
+        if is_store(source):
+            store = TokenStore.open(source)
+            if store.vocab_size != tok.vocab_size:
+                raise InvalidInput(
+                    f"{source} has vocabulary {store.vocab_size} but the tokenizer has "
+                    f"{tok.vocab_size}: use the tokenizer the store was built with"
+                )
+            chunks, where = store.iter_chunks(), source
+        else:
+            chunks, where = (
+                _encoded_chunks(tok, source, num_stories, text_column, split, seed),
+                source,
+            )
+    ids = tok.encode(context)
+    for text in next_texts:  # fail on a bad --next before counting a large corpus
+        single_token(tok, text, "next token")
+    counter = stats.count_continuations(chunks, ids, tok.vocab_size)
+    result = stats.context_stats(counter, tok, context, next_texts, top)
+    result["data"] = where
+    if as_json:
+        click.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    _print_stats(result)
+
+
+def _encoded_chunks(
+    tok: Any, source: str, num_stories: int | None, text_column: str, split: str, seed: int
+) -> Any:
+    from lmcollapse.data.sources import SourceSpec, iter_stories
+    from lmcollapse.data.tokenizer import encode_stories
+
+    if num_stories is None and source == "builtin":
+        num_stories = 10_000
+    spec = SourceSpec(
+        source, split=split, text_column=text_column, num_stories=num_stories, seed=seed
+    )
+    return (flat for flat, _ in encode_stories(tok, iter_stories(spec)))
+
+
+def _print_stats(r: dict[str, Any]) -> None:
+    click.echo(f"data: {r['data']}")
+    click.echo(
+        f"context {r['context']!r} = {r['context_tokens']} (ids {r['context_ids']}): "
+        f"N_x = {r['N_x']:,}"
+    )
+    if r["N_x"] == 0:
+        click.echo("the context never occurs followed by a token: p(v|x) is undefined")
+    width = max([len(repr(t)) for t in r["next"]] + [len(repr(t["token"])) for t in r["top"]] + [5])
+    for text, v in r["next"].items():
+        p = "—" if v["p"] is None else f"{v['p']:.4f}"
+        click.echo(f"  {text!r:<{width}} N_x;v = {v['count']:>12,}   p = {p}")
+    if r["top"]:
+        click.echo(f"top {len(r['top'])} continuations:")
+        for t in r["top"]:
+            click.echo(f"  {t['token']!r:<{width}} {t['count']:>12,}   p = {t['p']:.4f}")

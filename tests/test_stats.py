@@ -1,0 +1,66 @@
+"""Corpus truth against a naive count, for contexts of one to three tokens and any chunking."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lmcollapse.data.stats import ContinuationCounter, count_continuations
+from lmcollapse.errors import InvalidInput
+
+
+def naive(tokens: list[int], context: list[int]) -> collections.Counter:
+    m = len(context)
+    return collections.Counter(
+        tokens[i + m] for i in range(len(tokens) - m) if tokens[i : i + m] == context
+    )
+
+
+def chunked(tokens: np.ndarray, sizes: list[int]):
+    start = 0
+    for size in sizes:
+        yield tokens[start : start + size]
+        start += size
+    yield tokens[start:]
+
+
+@given(
+    tokens=st.lists(st.integers(0, 5), max_size=300),
+    context=st.lists(st.integers(0, 5), min_size=1, max_size=3),
+    sizes=st.lists(st.integers(0, 40), max_size=12),
+)
+def test_counts_equal_a_naive_count_for_any_chunking(tokens, context, sizes) -> None:
+    counter = count_continuations(chunked(np.array(tokens, dtype=np.uint16), sizes), context, 6)
+    expected = naive(tokens, context)
+    assert {i: int(c) for i, c in enumerate(counter.counts) if c} == dict(expected)
+    assert counter.n_x == sum(expected.values())
+
+
+def test_large_random_stream() -> None:
+    rng = np.random.default_rng(0)
+    tokens = rng.zipf(1.5, size=200_000) % 50
+    for context in ([3], [1, 2], [1, 1, 2]):
+        counter = count_continuations(chunked(tokens, [4096] * 40), context, 50)
+        assert {i: int(c) for i, c in enumerate(counter.counts) if c} == dict(
+            naive(tokens.tolist(), context)
+        )
+
+
+def test_probabilities_and_top() -> None:
+    c = ContinuationCounter([7], 10)
+    c.update([7, 1, 7, 1, 7, 2, 7])  # the last 7 has no successor yet
+    c.update([3])
+    assert c.n_x == 4
+    assert c.probabilities()[1] == pytest.approx(0.5)
+    assert c.top(2) == [(1, 2), (2, 1)]
+    empty = ContinuationCounter([9], 10)
+    empty.update([1, 2, 3])
+    assert empty.n_x == 0 and not empty.probabilities().any() and empty.top() == []
+    with pytest.raises(InvalidInput, match="at least one token"):
+        ContinuationCounter([], 10)
+    with pytest.raises(InvalidInput, match="outside the vocabulary"):
+        ContinuationCounter([10], 10)

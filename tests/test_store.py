@@ -1,0 +1,116 @@
+"""The token store: round trips, standard .npy files, atomic finish, refusal of damaged stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store, write_subset
+from lmcollapse.errors import InvalidInput
+
+
+def _stories(n: int, vocab: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.append(rng.integers(1, vocab, size=rng.integers(0, 40)), 0) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("vocab", "dtype"), [(300, np.uint16), (65_536, np.uint16), (70_000, np.uint32)]
+)
+def test_round_trip_and_standard_numpy_files(tmp_path: Path, vocab: int, dtype: type) -> None:
+    stories = _stories(500, vocab)
+    with TokenStoreWriter(tmp_path / "s", vocab_size=vocab, eos_id=0, provenance={"who": "test"},
+                          buffer_tokens=100) as w:  # fmt: skip
+        w.add_many(stories[:200])
+        flat = np.concatenate(stories[200:])
+        w.add_flat(flat, [len(s) for s in stories[200:]])
+    store = TokenStore.open(tmp_path / "s")
+    assert store.num_stories == 500 and store.num_tokens == sum(len(s) for s in stories)
+    assert store.tokens.dtype == dtype
+    for i in (0, 1, 199, 200, 499, -1):
+        np.testing.assert_array_equal(store.story(i), stories[i])
+    tokens = np.load(tmp_path / "s" / "tokens.npy", mmap_mode="r")  # no lmcollapse needed
+    offsets = np.load(tmp_path / "s" / "offsets.npy", mmap_mode="r")
+    np.testing.assert_array_equal(tokens[offsets[7] : offsets[8]], stories[7])
+    np.testing.assert_array_equal(np.diff(offsets), [len(s) for s in stories])
+    assert store.checksum() == store.meta["checksum"]
+    assert store.meta["provenance"] == {"who": "test"}
+    toks, lens = next(store.gather([5, 2, 5]))
+    np.testing.assert_array_equal(toks, np.concatenate([stories[5], stories[2], stories[5]]))
+    np.testing.assert_array_equal(lens, [len(stories[5]), len(stories[2]), len(stories[5])])
+    sub = write_subset(store, [9, 3], tmp_path / "sub")
+    np.testing.assert_array_equal(sub.story(1), stories[3])
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    with TokenStoreWriter(tmp_path / "e", vocab_size=10, eos_id=0):
+        pass
+    store = TokenStore.open(tmp_path / "e")
+    assert store.num_stories == 0 and store.num_tokens == 0 and list(store.iter_chunks()) == []
+
+
+def test_an_exception_leaves_nothing_behind(tmp_path: Path) -> None:
+    def crash_while_writing() -> None:
+        with TokenStoreWriter(tmp_path / "s", vocab_size=10, eos_id=0) as w:
+            w.add([1, 2, 0])
+            raise RuntimeError("crash while writing")
+
+    with pytest.raises(RuntimeError):
+        crash_while_writing()
+    assert not (tmp_path / "s").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writer_is_never_taken_for_a_finished_store(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys, time, numpy as np
+        from lmcollapse.data.store import TokenStoreWriter
+        w = TokenStoreWriter({str(tmp_path / "s")!r}, vocab_size=100, eos_id=0, buffer_tokens=10)
+        for i in range(10**6):
+            w.add(np.arange(1, 30) % 100)
+            if i == 100:
+                print("writing", flush=True)
+                time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".s.partial-")]
+    assert partial and (partial[0] / "tokens.npy").stat().st_size > 0  # data was being written
+    assert not is_store(tmp_path / "s")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        TokenStore.open(tmp_path / "s")
+    with pytest.raises(InvalidInput, match="not a finished token store"):
+        TokenStore.open(partial[0])
+    with TokenStoreWriter(tmp_path / "s", vocab_size=100, eos_id=0) as w:  # a rerun cleans up
+        w.add([1, 0])
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_damaged_stores_and_bad_ids_are_refused(tmp_path: Path) -> None:
+    with TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0) as w:
+        w.add_many(_stories(20, 50))
+    tokens = tmp_path / "s" / "tokens.npy"
+    tokens.write_bytes(tokens.read_bytes()[:-4])
+    with pytest.raises(InvalidInput, match=r"build it again|damaged"):
+        TokenStore.open(tmp_path / "s")
+    meta = tmp_path / "s" / "meta.json"
+    meta.write_text(json.dumps({"format": "something-else", "version": 1}))
+    with pytest.raises(InvalidInput, match="is not a version-1 lmcollapse-token-store"):
+        TokenStore.open(tmp_path / "s")
+    with (
+        pytest.raises(InvalidInput, match="outside the vocabulary"),
+        TokenStoreWriter(tmp_path / "t", vocab_size=50, eos_id=0) as w,
+    ):
+        w.add([3, 50])
+    with pytest.raises(InvalidInput, match="already exists"):
+        TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0)
