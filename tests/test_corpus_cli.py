@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -191,10 +192,117 @@ def test_bad_corpus_input(tmp_path: Path, write, builtin_corpus) -> None:
         ),
         (
             ["corpus", "stats", "--data", path, "--context", " there", "stray"],
-            "unexpected argument 'stray'",
+            "unexpected extra argument (stray)",
         ),
     ]
     for args, message in cases:
         code, err = bad(*args)
         assert code == 2 and message in err, (args, err)
     assert not any((tmp_path / f"o{i}").exists() for i in ("5", "6", "7"))
+
+
+def test_next_takes_several_values_in_either_spelling(builtin_corpus) -> None:
+    path = str(builtin_corpus.path)
+    a = run(
+        "corpus",
+        "stats",
+        "--data",
+        path,
+        "--context",
+        " there",
+        "--next",
+        " was",
+        " were",
+        "--json",
+    )
+    b = run(
+        "corpus",
+        "stats",
+        "--data",
+        path,
+        "--next",
+        " was",
+        "--context",
+        " there",
+        "--next",
+        " were",
+        "--json",
+    )
+    assert json.loads(a.output)["next"] == json.loads(b.output)["next"]
+    assert list(json.loads(a.output)["next"]) == [" was", " were"]
+
+
+def test_an_interrupted_prepare_finishes_on_the_next_call(tmp_path: Path, monkeypatch) -> None:
+    from lmcollapse.config import DataConfig
+    from lmcollapse.data import prepare as prep
+    from lmcollapse.data.store import TokenStoreWriter
+
+    data = DataConfig(num_stories=300, tokenizer_vocab_size=300)
+    closes = {"n": 0}
+    real_close = TokenStoreWriter.close
+
+    def crash_after_holdout(self):
+        closes["n"] += 1
+        if closes["n"] == 2:  # holdout published, d0 not yet: the process "dies" here
+            raise KeyboardInterrupt
+        return real_close(self)
+
+    monkeypatch.setattr(TokenStoreWriter, "close", crash_after_holdout)
+    with contextlib.suppress(KeyboardInterrupt):
+        prep.prepare(data, tmp_path / "c")
+    assert (tmp_path / "c" / "holdout" / "meta.json").is_file() and not (
+        tmp_path / "c" / "d0"
+    ).exists()
+    assert not prep.is_prepared(tmp_path / "c")
+    monkeypatch.setattr(TokenStoreWriter, "close", real_close)
+    done = prep.prepare(data, tmp_path / "c")
+    assert (done.d0.num_stories, done.holdout.num_stories) == (285, 15)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "corpus.json",
+        "d0",
+        "holdout",
+        "tokenizer",
+    ]
+    # an unfinished attempt with another config is discarded, not mixed in
+    other = DataConfig(num_stories=300, tokenizer_vocab_size=300, seed=1)
+    (tmp_path / "c" / "corpus.json").unlink()
+    again = prep.prepare(other, tmp_path / "c")
+    assert again.info["data"]["seed"] == 1 and again.d0.meta["provenance"]["data"]["seed"] == 1
+
+
+def test_dedupe_keeps_duplicates_out_of_the_holdout(tmp_path: Path, write) -> None:
+    from lmcollapse.config import DataConfig
+    from lmcollapse.data.prepare import prepare
+
+    lines = [
+        json.dumps({"text": f"Story {i % 40}. The end."}) for i in range(400)
+    ]  # 10 copies each
+    src = write("dups.jsonl", "\n".join(lines))
+    done = prepare(
+        DataConfig(source=str(src), dedupe=True, tokenizer_vocab_size=300, holdout_fraction=0.25),
+        tmp_path / "c",
+    )
+    d0, held = _hashes(done.d0), _hashes(done.holdout)
+    assert (done.d0.num_stories, done.holdout.num_stories) == (30, 10) and not d0 & held
+
+
+def test_input_errors_come_before_any_write(tmp_path: Path, write) -> None:
+    (tmp_path / "mixed").mkdir()
+    write("mixed/a.txt", "one story\n<|endoftext|>\n")
+    write("mixed/b.jsonl", json.dumps({"body": "no text column"}))
+    for data, message in [
+        (str(tmp_path / "mixed"), "text column 'text' does not exist"),
+        (str(write("n.jsonl", json.dumps({"text": 5}))), "holds int values, not text"),
+    ]:
+        code, err = bad("corpus", "prepare", "--data", data, "--out", str(tmp_path / "o"))
+        assert code == 2 and message in err
+        assert not (tmp_path / "o").exists()
+    code, err = bad("corpus", "prepare", "--num-stories", "1", "--out", str(tmp_path / "o"))
+    assert code == 2 and "num_stories: D0 needs at least 2 stories" in err
+    a_file = write("taken", "keep")
+    code, err = bad("corpus", "prepare", "--num-stories", "20", "--out", str(a_file))
+    assert code == 2 and "is not a directory" in err and a_file.read_text() == "keep"
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / ".prepare.json").write_text("{}")
+    code, err = bad("corpus", "stats", "--data", str(tmp_path / "half"), "--context", " there")
+    assert code == 2 and "unfinished prepare: run it again" in err

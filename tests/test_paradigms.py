@@ -107,3 +107,10 @@ def test_composition_stays_cheap_after_many_generations() -> None:
 def test_bad_paradigm_input(call, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         call()
+
+
+def test_empty_sources_and_absurd_rates_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="gen_001, which is empty"):
+        composition("replace", 2, U, {1: 0})
+    with pytest.raises(InvalidInput, match="at most 1e6"):
+        composition("accumulate-subsample", 3, U, {1: U, 2: U}, k=1e308)

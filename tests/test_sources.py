@@ -100,3 +100,33 @@ def test_bad_sources_get_a_clear_message(tmp_path: Path, make, message: str) -> 
 def _touch(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_end_of_text_ends_a_story_wherever_it_is(write) -> None:
+    f = write("inline.jsonl", json.dumps({"text": "First.<|endoftext|>Second."}) + "\n")
+    assert stories(f) == ["First.", "Second."]
+    crlf = write("crlf.txt", "\ufeffOne\r\nline two\r\n<|endoftext|>\r\nTwo<|endoftext|>Three\r\n")
+    assert stories(crlf) == ["One\nline two", "Two", "Three"]  # BOM dropped, newlines normalised
+    (bad_bytes := write("latin.txt", "")).write_bytes(b"caf\xe9\n")
+    with pytest.raises(InvalidInput, match="is not UTF-8 text"):
+        stories(bad_bytes)
+
+
+def test_non_text_values_are_refused_not_dropped(write) -> None:
+    f = write("n.jsonl", json.dumps({"text": "fine"}) + "\n" + json.dumps({"text": 7}) + "\n")
+    with pytest.raises(InvalidInput, match=r"column 'text' of .* holds int values, not text"):
+        stories(f)
+    assert stories(
+        write("none.jsonl", json.dumps({"text": None}) + "\n" + json.dumps({"text": "x"}))
+    ) == ["x"]
+
+
+def test_count_stories_is_a_full_checking_pass(write, tmp_path: Path) -> None:
+    from lmcollapse.data.sources import count_stories
+
+    write("d/a.txt", "a\n<|endoftext|>\nb\n")
+    write("d/b.jsonl", json.dumps({"other": 1}))
+    with pytest.raises(InvalidInput, match="text column"):
+        count_stories(SourceSpec(str(tmp_path / "d")))
+    assert count_stories(SourceSpec("builtin", num_stories=12)) == 12
+    assert count_stories(SourceSpec(str(write("c.txt", "x\n<|endoftext|>\nx\n")), dedupe=True)) == 1

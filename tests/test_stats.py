@@ -64,3 +64,11 @@ def test_probabilities_and_top() -> None:
         ContinuationCounter([], 10)
     with pytest.raises(InvalidInput, match="outside the vocabulary"):
         ContinuationCounter([10], 10)
+
+
+def test_narrow_chunks_do_not_wrap_large_ids() -> None:
+    c = ContinuationCounter([300], 400)
+    c.update(np.array([44, 1, 44, 2], dtype=np.uint8))  # 300 % 256 == 44: must not match
+    assert c.n_x == 0
+    with pytest.raises(InvalidInput, match="outside the vocabulary"):
+        ContinuationCounter([1], 5).update([1, 9])

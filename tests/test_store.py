@@ -114,3 +114,20 @@ def test_damaged_stores_and_bad_ids_are_refused(tmp_path: Path) -> None:
         w.add([3, 50])
     with pytest.raises(InvalidInput, match="already exists"):
         TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0)
+
+
+def test_ids_must_be_integers_and_meta_must_be_whole(tmp_path: Path) -> None:
+    with TokenStoreWriter(tmp_path / "s", vocab_size=10, eos_id=0) as w:
+        with pytest.raises(InvalidInput, match="token ids must be integers, got float64"):
+            w.add([1.7, 2.2])
+        with pytest.raises(InvalidInput, match="story lengths must be >= 0"):
+            w.add_flat([1, 2], [3, -1])
+        w.add([1, 0])
+    (tmp_path / "s" / "meta.json").write_text("[1, 2]")
+    with pytest.raises(InvalidInput, match="is not a version-1"):
+        TokenStore.open(tmp_path / "s")
+    (tmp_path / "s" / "meta.json").write_text(
+        json.dumps({"format": "lmcollapse-token-store", "version": 1})
+    )
+    with pytest.raises(InvalidInput, match="is incomplete"):
+        TokenStore.open(tmp_path / "s")

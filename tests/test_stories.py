@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lmcollapse.data.stats import count_continuations
-from lmcollapse.data.stories import generate, story
+from lmcollapse.data.stories import MAX_WORDS, MIN_WORDS, generate, story
 from lmcollapse.data.tokenizer import single_token
 
 
@@ -24,7 +24,7 @@ def test_same_seed_same_stories_and_stable_prefix() -> None:
 def test_stories_are_80_to_250_words_past_tense_with_dialogue() -> None:
     stories = list(generate(3000, seed=0))
     lengths = [len(s.split()) for s in stories]
-    assert min(lengths) >= 80 and max(lengths) <= 250
+    assert min(lengths) >= MIN_WORDS == 80 and max(lengths) <= MAX_WORDS == 250
     assert sum('"' in s for s in stories) > 0.5 * len(stories)  # dialogue now and then
     assert sum(" was " in s for s in stories) > 0.95 * len(stories)  # narrated in the past
 

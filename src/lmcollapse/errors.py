@@ -18,3 +18,9 @@ class ConfigError(InvalidInput):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(self.problems))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can be paragraphs)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

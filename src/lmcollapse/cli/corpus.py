@@ -77,7 +77,29 @@ def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
     return deep_merge({"data": data} if data else {}, parse_overrides(sets))
 
 
-@corpus.command("stats", context_settings={**CONTEXT_SETTINGS, "allow_extra_args": True})
+class _GreedyNextCommand(click.Command):
+    """Lets --next take several values: `--next ' was' ' were'` reads as `--next ' was' --next
+    ' were'` (values up to the next option; write `--next=-x` for a token that starts with '-')."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        state = "other"  # "value": the next arg is --next's own value; "more": extra values
+        for arg in args:
+            if arg == "--next":
+                state = "value"
+                out.append(arg)
+            elif state == "value":
+                state = "more"
+                out.append(arg)
+            elif state == "more" and not arg.startswith("-"):
+                out += ["--next", arg]
+            else:
+                state = "other"
+                out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@corpus.command("stats", cls=_GreedyNextCommand, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data",
     "source",
@@ -91,6 +113,7 @@ def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--next",
     "next_",
+    multiple=True,
     metavar="TOKEN [TOKEN ...]",
     help="Continuations v to report, e.g. --next ' was' ' were' (each must be one token).",
 )
@@ -106,13 +129,11 @@ def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
     "--seed", type=int, default=0, show_default=True, help="Seed of the builtin story world."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.pass_context
 def stats_cmd(
-    ctx: click.Context,
     source: str,
     tokenizer: str | None,
     context: str,
-    next_: str | None,
+    next_: tuple[str, ...],
     top: int,
     num_stories: int | None,
     text_column: str,
@@ -126,17 +147,13 @@ def stats_cmd(
     from lmcollapse.data.store import TokenStore, is_store
     from lmcollapse.data.tokenizer import load_tokenizer, single_token
 
-    extra = list(ctx.args)
-    if extra and next_ is None:
-        raise click.UsageError(f"unexpected argument {extra[0]!r}")
-    next_texts = ([next_] if next_ is not None else []) + extra
     if top < 0:
         raise InvalidInput(f"--top must be >= 0, got {top}")
     if not context:
         raise InvalidInput(
             "the context is empty: give text such as ' there' (leading space matters)"
         )
-    if is_prepared(source):
+    if is_prepared(source) or (Path(source) / ".prepare.json").is_file():
         if tokenizer is not None:
             raise InvalidInput(
                 f"{source} is a prepared corpus with its own tokenizer: leave out --tokenizer"
@@ -149,10 +166,10 @@ def stats_cmd(
         tok = load_tokenizer(tokenizer)
         if is_store(source):
             store = TokenStore.open(source)
-            if store.vocab_size != tok.vocab_size:
+            built_with = store.meta.get("provenance", {}).get("tokenizer")
+            if store.vocab_size != tok.vocab_size or built_with not in (None, tok.fingerprint()):
                 raise InvalidInput(
-                    f"{source} has vocabulary {store.vocab_size} but the tokenizer has "
-                    f"{tok.vocab_size}: use the tokenizer the store was built with"
+                    f"{source} was built with another tokenizer: use the one it was built with"
                 )
             chunks, where = store.iter_chunks(), source
         else:
@@ -161,10 +178,10 @@ def stats_cmd(
                 source,
             )
     ids = tok.encode(context)
-    for text in next_texts:  # fail on a bad --next before counting a large corpus
+    for text in next_:  # fail on a bad --next before counting a large corpus
         single_token(tok, text, "next token")
     counter = stats.count_continuations(chunks, ids, tok.vocab_size)
-    result = stats.context_stats(counter, tok, context, next_texts, top)
+    result = stats.context_stats(counter, tok, context, list(next_), top)
     result["data"] = where
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))

@@ -114,12 +114,16 @@ class DataConfig:
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
-        out = _at_least("num_stories", self.num_stories, 1)
+        out = []
         if not (math.isfinite(self.holdout_fraction) and 0 < self.holdout_fraction <= 0.5):
             out.append(f"holdout_fraction: must be in (0, 0.5], got {self.holdout_fraction!r}")
         if self.seed < 0:
             out.append(f"seed: must be >= 0, got {self.seed}")
-        out += _at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 260)
+        out += _at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 258)
+        if self.num_stories is not None and self.num_stories < 2:
+            out.append(
+                f"num_stories: D0 needs at least 2 stories (one held out), got {self.num_stories}"
+            )
         if not self.source.strip():
             out.append("source: must not be empty (use builtin, a hub dataset name or a path)")
         if self.source == "builtin" and self.num_stories is None:

@@ -1,16 +1,20 @@
 """`lmcollapse corpus prepare`: D0, its held-out split and the tokenizer, built once into a dir.
 
-    DIR/tokenizer/    Hugging Face tokenizer (trained on D0, or a copy of the pretrained one)
-    DIR/d0/           token store: D0's training stories (what generation 1 trains on)
+    DIR/tokenizer/    Hugging Face tokenizer (trained on D0's training stories, or a pretrained one)
+    DIR/d0/           token store: D0's training stories, in source order
     DIR/holdout/      token store: the seeded held-out stories (validation, early stopping)
     DIR/corpus.json   written last: the data config, sizes, tokenizer fingerprint, timings
 
-Steps: read the source (stripped, deduplicated and capped as configured), train or load the
-tokenizer, encode every story followed by end-of-text into a temporary store, choose
-round(holdout_fraction · S) stories with a seeded permutation (at least one), and copy the
-stories into d0/ and holdout/ in their original order. Every piece is published atomically; a
-second call with the same data config reuses what is there, and one with another config is
-refused, naming the keys that differ.
+Steps:
+1. count the source's stories (stripped, deduplicated and capped as configured) — a full pass
+   that surfaces every input error before anything is written;
+2. choose round(holdout_fraction · S) held-out stories with a seeded permutation (at least one);
+3. train the tokenizer on the other stories (the holdout never shapes it), or fetch a pretrained;
+4. encode every story followed by end-of-text in one pass, into d0/ or holdout/.
+
+Each piece is published atomically and recorded with the config that made it: a rerun after a
+crash reuses the finished pieces and redoes the rest; a second call with the same data config
+reuses everything; one with another config is refused, naming the keys that differ.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from lmcollapse import __version__
-from lmcollapse.artifacts import atomic_write_json
+from lmcollapse.artifacts import atomic_dir, atomic_write_json, prepare_output_dir
 from lmcollapse.config import DataConfig, to_plain
 from lmcollapse.data import sources
-from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store, write_subset
-from lmcollapse.data.tokenizer import Tok, encode_stories, save_pretrained, train_bpe
+from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store
+from lmcollapse.data.tokenizer import Tok, encode_stories, load_tokenizer, train_bpe
 from lmcollapse.errors import InvalidInput
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,12 @@ def source_spec(data: DataConfig) -> sources.SourceSpec:
     )  # fmt: skip
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested mappings differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b)):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+            out += differences(a.get(key), b.get(key), f"{prefix}{key}.")
         return out
     return [] if a == b else [prefix.rstrip(".")]
 
@@ -70,15 +78,22 @@ def holdout_indices(num_stories: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(num_stories)[:count])
 
 
-def prepare(data: DataConfig, out_dir: str | Path, *, log: Any = None) -> PreparedCorpus:
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"{path} is damaged ({exc.__class__.__name__}): delete {path.parent} and prepare again"
+        ) from None
+
+
+def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) -> PreparedCorpus:
     """Build (or reuse) tokenizer, d0 and holdout in out_dir for this data config."""
     out = Path(out_dir)
     say = log or (lambda _msg: None)
     wanted = to_plain(data)
-    info_path = out / "corpus.json"
-    if info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        diff = _differences(info.get("data"), wanted)
+    if is_prepared(out):
+        diff = differences(_read_json(out / "corpus.json").get("data"), wanted)
         if diff:
             raise InvalidInput(
                 f"{out} was prepared with another data config (differs in: "
@@ -86,75 +101,139 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Any = None) -> Prepar
             )
         say(f"reusing the prepared corpus in {out}")
         return open_prepared(out)
-    spec = source_spec(data)
-    sources.check(spec)  # a missing source, bad format or column fails here, before any write
-    out.mkdir(parents=True, exist_ok=True)
-    intent = out / ".prepare.json"  # what an unfinished prepare was building
-    if intent.is_file() and json.loads(intent.read_text(encoding="utf-8")) != wanted:
-        for name in ("tokenizer", "d0", "holdout"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    atomic_write_json(intent, wanted)
-    say(f"source: {sources.describe(spec)}")
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"output path {out} exists and is not a directory: choose another --out")
+
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    spec = source_spec(data)
+    num = sources.count_stories(spec)  # every source error surfaces here, before any write
+    held = holdout_indices(num, data.holdout_fraction, data.seed)
+    pretrained = (
+        None if data.tokenizer == "train" else load_tokenizer(data.tokenizer)
+    )  # fetched to the cache
+    timings["count_s"] = time.perf_counter() - t0
+
+    out = prepare_output_dir(out)
+    _forget_other_attempts(out, wanted)
+    say(f"source: {sources.describe(spec)}: {num:,} stories, {len(held):,} held out")
+    is_held = np.zeros(num, dtype=bool)
+    is_held[held] = True
 
     t0 = time.perf_counter()
-    tok_dir = out / "tokenizer"
-    if (tok_dir / "tokenizer.json").is_file():
-        tok = Tok(tok_dir)
-        say(f"reusing tokenizer {tok_dir}")
-    elif data.tokenizer == "train":
-        say(f"training a byte-level BPE tokenizer, vocabulary {data.tokenizer_vocab_size}")
-        tok = train_bpe(sources.iter_stories(spec), data.tokenizer_vocab_size, tok_dir)
-    else:
-        say(f"fetching tokenizer {data.tokenizer}")
-        tok = save_pretrained(data.tokenizer, tok_dir)
+    tok = _tokenizer(data, spec, is_held, pretrained, out / "tokenizer", say)
     timings["tokenizer_s"] = time.perf_counter() - t0
-    tok_fp = tok.fingerprint()
-    provenance = {"data": wanted, "tokenizer": tok_fp}
+    provenance = {"data": wanted, "tokenizer": tok.fingerprint()}
 
-    if not (is_store(out / "d0") and is_store(out / "holdout")):
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    stores = _finished_stores(out, provenance)
+    if stores is None:
         say("encoding stories")
-        everything = out / ".all"
-        shutil.rmtree(everything, ignore_errors=True)
-        with TokenStoreWriter(
-            everything, vocab_size=tok.vocab_size, eos_id=tok.eos_id, provenance=provenance
-        ) as w:
-            for flat, lens in encode_stories(tok, sources.iter_stories(spec)):
-                w.add_flat(flat, lens)
-        all_store = TokenStore.open(everything)
-        timings["encode_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        held = holdout_indices(all_store.num_stories, data.holdout_fraction, data.seed)
-        keep = np.setdiff1d(np.arange(all_store.num_stories), held, assume_unique=True)
-        write_subset(all_store, held, out / "holdout", {**provenance, "split": "holdout"})
-        write_subset(all_store, keep, out / "d0", {**provenance, "split": "d0"})
-        del all_store
-        shutil.rmtree(everything, ignore_errors=True)
-        timings["split_s"] = time.perf_counter() - t0
-    d0, holdout = TokenStore.open(out / "d0"), TokenStore.open(out / "holdout")
+        stores = _encode_split(tok, spec, is_held, out, provenance)
+    timings["encode_s"] = time.perf_counter() - t0
+    d0, holdout = stores
     info = {
         "lmcollapse_version": __version__,
         "data": wanted,
         "source": sources.describe(spec),
-        "tokenizer": {
-            "path": "tokenizer",
-            "fingerprint": tok_fp,
-            "vocab_size": tok.vocab_size,
-            "eos_id": tok.eos_id,
-            "eos_token": tok.eos_token,
-        },
+        "tokenizer": {"path": "tokenizer", "fingerprint": tok.fingerprint(),
+                      "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
+                      "eos_token": tok.eos_token},
         "d0": {"stories": d0.num_stories, "tokens": d0.num_tokens},
         "holdout": {"stories": holdout.num_stories, "tokens": holdout.num_tokens},
         "timings": timings,
-    }
-    atomic_write_json(info_path, info)
-    intent.unlink(missing_ok=True)
+    }  # fmt: skip
+    atomic_write_json(out / "corpus.json", info)
+    (out / ".prepare.json").unlink(missing_ok=True)
     say(
         f"D0: {d0.num_stories:,} stories, {d0.num_tokens:,} tokens; "
         f"holdout: {holdout.num_stories:,} stories, {holdout.num_tokens:,} tokens"
     )
     return PreparedCorpus(out, tok, d0, holdout, info)
+
+
+def _forget_other_attempts(out: Path, wanted: dict[str, Any]) -> None:
+    """Pieces left by an unfinished prepare with another config are removed; the intent is saved."""
+    intent = out / ".prepare.json"
+    previous = None
+    if intent.is_file():
+        try:
+            previous = json.loads(intent.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+    if previous != wanted:
+        for name in ("tokenizer", "d0", "holdout"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    atomic_write_json(intent, wanted)
+
+
+def _tokenizer(
+    data: DataConfig,
+    spec: sources.SourceSpec,
+    is_held: np.ndarray,
+    pretrained: Tok | None,
+    tok_dir: Path,
+    say: Log,
+) -> Tok:
+    if (tok_dir / "tokenizer.json").is_file():
+        say(f"reusing tokenizer {tok_dir}")
+        return Tok(tok_dir)
+    if pretrained is not None:
+        say(f"tokenizer: {data.tokenizer}")
+        with atomic_dir(tok_dir) as tmp:
+            for f in pretrained.path.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+        return Tok(tok_dir)
+    say(
+        f"training a byte-level BPE tokenizer on D0's training stories, vocabulary "
+        f"{data.tokenizer_vocab_size}"
+    )
+    training = (text for i, text in enumerate(sources.iter_stories(spec)) if not is_held[i])
+    return train_bpe(training, data.tokenizer_vocab_size, tok_dir)
+
+
+def _finished_stores(out: Path, provenance: dict[str, Any]) -> tuple[TokenStore, TokenStore] | None:
+    """Both stores, if both were finished from this config and tokenizer; else None."""
+    if not (is_store(out / "d0") and is_store(out / "holdout")):
+        return None
+    stores = TokenStore.open(out / "d0"), TokenStore.open(out / "holdout")
+    if any({k: s.meta["provenance"].get(k) for k in provenance} != provenance for s in stores):
+        return None
+    return stores
+
+
+def _encode_split(
+    tok: Tok, spec: sources.SourceSpec, is_held: np.ndarray, out: Path, provenance: dict[str, Any]
+) -> tuple[TokenStore, TokenStore]:
+    """One pass: each story (and its end-of-text) goes to holdout/ or d0/; holdout is published
+    first, d0 last, so `_finished_stores` sees both only when both are complete."""
+    for name in ("d0", "holdout"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    common = {"vocab_size": tok.vocab_size, "eos_id": tok.eos_id}
+    d0 = TokenStoreWriter(out / "d0", provenance={**provenance, "split": "d0"}, **common)
+    holdout = TokenStoreWriter(
+        out / "holdout", provenance={**provenance, "split": "holdout"}, **common
+    )
+    try:
+        first = 0
+        for flat, lens in encode_stories(tok, sources.iter_stories(spec)):
+            held = is_held[first : first + len(lens)]
+            token_held = np.repeat(held, lens)
+            holdout.add_flat(flat[token_held], lens[held])
+            d0.add_flat(flat[~token_held], lens[~held])
+            first += len(lens)
+        if first != len(is_held):
+            raise InvalidInput(
+                f"the source gave {first} stories after {len(is_held)} were counted: "
+                "it changed while being read"
+            )
+        held_store = holdout.close()
+        return d0.close(), held_store
+    except BaseException:
+        d0.abort()
+        holdout.abort()
+        raise
 
 
 def is_prepared(path: str | Path) -> bool:
@@ -166,14 +245,9 @@ def open_prepared(path: str | Path) -> PreparedCorpus:
     """Open a prepared corpus directory."""
     p = Path(path)
     if not is_prepared(p):
-        raise InvalidInput(
-            f"{p} is not a prepared corpus (no corpus.json): run `lmcollapse corpus prepare`"
-        )
-    info = json.loads((p / "corpus.json").read_text(encoding="utf-8"))
+        hint = " (an unfinished prepare: run it again)" if (p / ".prepare.json").is_file() else ""
+        raise InvalidInput(f"{p} is not a prepared corpus{hint}: run `lmcollapse corpus prepare`")
+    info = _read_json(p / "corpus.json")
     return PreparedCorpus(
-        p,
-        Tok(p / "tokenizer"),
-        TokenStore.open(p / "d0"),
-        TokenStore.open(p / "holdout"),
-        info,
+        p, Tok(p / "tokenizer"), TokenStore.open(p / "d0"), TokenStore.open(p / "holdout"), info
     )

@@ -3,7 +3,7 @@
 A source is one of:
     builtin                       the built-in story world (lmcollapse.data.stories)
     a Hugging Face hub dataset    e.g. roneneldan/TinyStories, read with datasets.load_dataset
-    FILE.txt                      TinyStories' text form: stories separated by <|endoftext|> lines
+    FILE.txt                      TinyStories' text form: stories separated by <|endoftext|>
     FILE.jsonl / FILE.json        one JSON object per line with a text field
     FILE.parquet                  a Parquet table with a text column
     a save_to_disk directory      written by datasets' save_to_disk (a Dataset or DatasetDict)
@@ -11,8 +11,9 @@ A source is one of:
 
 Hub datasets and local .jsonl/.parquet files go through the same `datasets.load_dataset` call
 (local files by builder name and data_files), then the same column check and iteration; only
-the .txt form has its own streaming reader. Stories are stripped, empty ones skipped, optionally
-deduplicated (exact text) and capped.
+the .txt form has its own streaming reader. In every source, <|endoftext|> ends a story wherever
+it appears (so no stored story has an end-of-text token inside it); stories are stripped, empty
+ones skipped, optionally deduplicated (exact text) and capped.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from lmcollapse.data.stories import generate
-from lmcollapse.errors import InvalidInput
+from lmcollapse.data.tokenizer import EOT
+from lmcollapse.errors import InvalidInput, first_line
 
-EOT = "<|endoftext|>"
 TEXT_SUFFIXES = {".txt": "txt", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 FORMATS_HELP = (
     "use builtin, a hub dataset name, a .txt file (<|endoftext|>-separated), .jsonl/.json, "
@@ -52,40 +53,42 @@ def describe(spec: SourceSpec) -> str:
     if spec.source == "builtin":
         return f"built-in story world (seed {spec.seed}, {spec.num_stories} stories)"
     p = Path(spec.source).expanduser()
-    if p.exists() or _looks_like_path(spec.source):
+    if p.exists() or looks_like_path(spec.source):
         return f"local {'directory' if p.is_dir() else 'file'} {p}"
     return f"Hugging Face hub dataset {spec.source} (split {spec.split})"
-
-
-def check(spec: SourceSpec) -> None:
-    """Raise InvalidInput now if the source cannot give a story (reads only the first one)."""
-    next(iter_stories(spec))
 
 
 def iter_stories(spec: SourceSpec) -> Iterator[str]:
     """The source's stories, stripped, non-empty, deduplicated if asked, capped if asked.
 
-    Raises InvalidInput for a missing source, an unknown format, a missing text column, or a
-    source without a single story.
+    Raises InvalidInput for a missing source, an unknown format, a missing text column,
+    non-text values, or a source without a single story.
     """
-    raw = _raw_stories(spec)
     seen: set[bytes] = set()
     count = 0
-    for text in raw:
-        text = text.strip()
-        if not text:
-            continue
-        if spec.dedupe:
-            key = hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
-            if key in seen:
+    for raw in _raw_stories(spec):
+        for text in raw.split(EOT) if EOT in raw else (raw,):
+            text = text.strip()
+            if not text:
                 continue
-            seen.add(key)
-        yield text
-        count += 1
-        if spec.num_stories is not None and count >= spec.num_stories:
-            return
+            if spec.dedupe:
+                key = hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
+                if key in seen:
+                    continue
+                seen.add(key)
+            yield text
+            count += 1
+            if spec.num_stories is not None and count >= spec.num_stories:
+                return
     if count == 0:
         raise InvalidInput(f"source {spec.source!r} has no stories: check the file or the split")
+
+
+def count_stories(spec: SourceSpec) -> int:
+    """How many stories `iter_stories` yields: a full pass that also surfaces every input error."""
+    if spec.source == "builtin" and not spec.dedupe and spec.num_stories is not None:
+        return spec.num_stories  # the world makes exactly this many
+    return sum(1 for _ in iter_stories(spec))
 
 
 def _raw_stories(spec: SourceSpec) -> Iterator[str]:
@@ -102,12 +105,13 @@ def _raw_stories(spec: SourceSpec) -> Iterator[str]:
         return _from_directory(path, spec)
     if path.is_file():
         return _from_file(path, spec)
-    if _looks_like_path(spec.source):
+    if looks_like_path(spec.source):
         raise InvalidInput(f"data source {spec.source} does not exist: check the path")
     return _from_hub(spec)
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
+    """A name that can only be meant as a local path (not an owner/name hub id)."""
     return (
         source.startswith((".", "/", "~"))
         or Path(source).suffix.lower() in TEXT_SUFFIXES
@@ -132,15 +136,17 @@ def _from_file(path: Path, spec: SourceSpec) -> Iterator[str]:
         raise InvalidInput(
             f"unknown format {path.suffix or '(no extension)'!r} of {path}: {FORMATS_HELP}"
         )
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path} is empty: it has no stories")
     if kind == "txt":
         return _from_txt(path)
     from datasets import load_dataset
 
     try:
-        with _quiet_datasets():  # converting a local file: no progress bars on stderr
+        with _quiet_datasets():  # converting a local file: no progress bars or warnings on stderr
             ds = load_dataset(kind, data_files=str(path), split="train")
     except Exception as exc:
-        raise InvalidInput(f"cannot read {path} as {kind}: {_first_line(exc)}") from None
+        raise InvalidInput(f"cannot read {path} as {kind}: {first_line(exc)}") from None
     return _from_dataset(ds, spec, str(path))
 
 
@@ -148,25 +154,33 @@ def _from_file(path: Path, spec: SourceSpec) -> Iterator[str]:
 def _quiet_datasets() -> Iterator[None]:
     from datasets.utils import logging as ds_logging
 
-    was_enabled = ds_logging.is_progress_bar_enabled()
+    bars, level = ds_logging.is_progress_bar_enabled(), ds_logging.get_verbosity()
     ds_logging.disable_progress_bar()
+    ds_logging.set_verbosity(ds_logging.CRITICAL + 1)
     try:
         yield
     finally:
-        if was_enabled:
+        ds_logging.set_verbosity(level)
+        if bars:
             ds_logging.enable_progress_bar()
 
 
 def _from_txt(path: Path) -> Iterator[str]:
-    """TinyStories' .txt form: stories separated by lines that hold only <|endoftext|>."""
+    """TinyStories' .txt form: stories separated by <|endoftext|> (on a line of its own there;
+    iter_stories also splits at a marker inside a line). Must be UTF-8 (a BOM is dropped)."""
     lines: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip() == EOT:
-                yield "".join(lines)
-                lines = []
-            else:
-                lines.append(line)
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for line in fh:
+                if line.strip() == EOT:
+                    yield "".join(lines)
+                    lines = []
+                else:
+                    lines.append(line)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path} is not UTF-8 text (byte {exc.start}): convert it to UTF-8"
+        ) from None
     if lines:
         yield "".join(lines)
 
@@ -177,7 +191,7 @@ def _from_saved(path: Path, spec: SourceSpec) -> Iterator[str]:
     try:
         ds = load_from_disk(str(path))
     except Exception as exc:
-        raise InvalidInput(f"cannot load the saved dataset {path}: {_first_line(exc)}") from None
+        raise InvalidInput(f"cannot load the saved dataset {path}: {first_line(exc)}") from None
     if isinstance(ds, DatasetDict):
         if spec.split not in ds:
             raise InvalidInput(f"{path} has no split {spec.split!r}; splits are: {', '.join(ds)}")
@@ -190,9 +204,9 @@ def _from_hub(spec: SourceSpec) -> Iterator[str]:
 
     try:
         ds = load_dataset(spec.source, split=spec.split)
-    except Exception as exc:
+    except Exception as exc:  # offline, unknown name, unknown split, ...
         raise InvalidInput(
-            f"cannot load hub dataset {spec.source!r} (split {spec.split!r}): {_first_line(exc)}; "
+            f"cannot load hub dataset {spec.source!r} (split {spec.split!r}): {first_line(exc)}; "
             "check the name and split, or your connection (HF_HUB_OFFLINE)"
         ) from None
     return _from_dataset(ds, spec, spec.source)
@@ -207,9 +221,12 @@ def _from_dataset(ds: Any, spec: SourceSpec, where: str) -> Iterator[str]:
     column = ds.select_columns([spec.text_column])
     for batch in column.iter(batch_size=1024):
         for text in batch[spec.text_column]:
-            yield text if isinstance(text, str) else ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise InvalidInput(
+                    f"column {spec.text_column!r} of {where} holds {type(text).__name__} values, "
+                    "not "
+                    "text: choose the column with the stories (data.text_column)"
+                )
+            yield text

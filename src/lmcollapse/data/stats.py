@@ -45,8 +45,8 @@ class ContinuationCounter:
         """Count matches whose continuation lies in this chunk (or earlier)."""
         m = self.context.size
         chunk = np.asarray(chunk)
-        if chunk.dtype.kind not in "iu":
-            chunk = chunk.astype(np.int64)
+        if chunk.dtype.kind not in "iu" or np.iinfo(chunk.dtype).max < self.context.max():
+            chunk = chunk.astype(np.int64)  # a narrow dtype would wrap a large context id around
         # Compare in the chunk's own dtype (uint16 for most stores): 4x less memory traffic.
         arr = (
             np.concatenate([self._carry.astype(chunk.dtype), chunk]) if self._carry.size else chunk
@@ -57,7 +57,12 @@ class ContinuationCounter:
             mask = arr[:starts] == ctx[0]
             for j in range(1, m):
                 mask &= arr[j : j + starts] == ctx[j]
-            self.counts += np.bincount(arr[m : m + starts][mask], minlength=self.vocab_size)
+            nxt = arr[m : m + starts][mask]
+            if nxt.size and (nxt.min() < 0 or nxt.max() >= self.vocab_size):
+                raise InvalidInput(
+                    f"token ids outside the vocabulary [0, {self.vocab_size}) in the stream"
+                )
+            self.counts += np.bincount(nxt, minlength=self.vocab_size)
         self._carry = np.array(arr[max(arr.size - m, 0) :], dtype=np.int64)
 
     @property

@@ -26,9 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lmcollapse.artifacts import atomic_dir
-from lmcollapse.errors import InvalidInput
+from lmcollapse.errors import InvalidInput, first_line
 
 EOT = "<|endoftext|>"
+MIN_VOCAB = 258  # 256 bytes, <|endoftext|>, at least one merge
 
 
 class Tok:
@@ -61,10 +62,12 @@ class Tok:
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Ids of many texts at once (parallel in Rust)."""
-        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        """Ids of many texts at once (parallel in Rust; without offsets when the library can)."""
+        batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        return [e.ids for e in batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """Text of the ids (special tokens kept, so an end-of-text shows as <|endoftext|>)."""
         return self.backend.decode(list(ids), skip_special_tokens=False)
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
@@ -113,7 +116,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Tok
     out smaller than asked when the corpus has fewer distinct merges."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    if vocab_size < 258:
+    if vocab_size < MIN_VOCAB:
         raise InvalidInput(
             f"tokenizer vocabulary must be >= 258 (256 bytes, <|endoftext|>, a merge), "
             f"got {vocab_size}"
@@ -139,11 +142,10 @@ def save_pretrained(name_or_path: str, out_dir: str | Path) -> Tok:
         from transformers import AutoTokenizer
 
         hf = AutoTokenizer.from_pretrained(name_or_path)
-    except Exception as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else exc.__class__.__name__
+    except Exception as exc:  # OSError, ValueError, HTTP errors, ...
         raise InvalidInput(
-            f"cannot load tokenizer {name_or_path!r}: {first} (give a hub name or a directory)"
+            f"cannot load tokenizer {name_or_path!r}: {first_line(exc)} (give a hub name or a "
+            "directory)"
         ) from None
     if getattr(hf, "backend_tokenizer", None) is None:
         raise InvalidInput(
@@ -164,10 +166,16 @@ def load_tokenizer(name_or_path: str | Path) -> Tok:
     p = Path(name_or_path).expanduser()
     if (p / "tokenizer.json").is_file():
         return Tok(p)
-    cached = cache_dir() / "tokenizers" / str(name_or_path).strip("/").replace("/", "--")
+    name = str(name_or_path)
+    if not p.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise InvalidInput(f"tokenizer directory {name} does not exist: check the path")
+    key = hashlib.blake2b(
+        str(p.resolve() if p.exists() else name).encode(), digest_size=6
+    ).hexdigest()
+    cached = cache_dir() / "tokenizers" / f"{name.strip('/').replace('/', '--')[-60:]}-{key}"
     if (cached / "tokenizer.json").is_file():
         return Tok(cached)
-    return save_pretrained(str(name_or_path), cached)
+    return save_pretrained(name, cached)
 
 
 def cache_dir() -> Path:
