@@ -244,8 +244,21 @@ def test_theory_without_any_defined_limit_still_writes_everything(
 
 def test_theory_json_matches_the_api_everywhere(tmp_path: Path) -> None:
     out = tmp_path / "o"
-    args = ["--paradigm", "replace", "--paradigm", "accumulate-subsample", "--paradigm", "mix",
-            "--k", "0.5", "--lam", "0.25", "--horizon", "300", "--no-figures"]  # fmt: skip
+    args = [
+        "--paradigm",
+        "replace",
+        "--paradigm",
+        "accumulate-subsample",
+        "--paradigm",
+        "mix",
+        "--k",
+        "0.5",
+        "--lam",
+        "0.25",
+        "--horizon",
+        "300",
+        "--no-figures",
+    ]
     assert run("theory", *args, "--out", str(out)).exit_code == 0
     data = json.loads((out / "theory.json").read_text())
     counts = np.array(data["config"]["probe"]["counts"])

@@ -27,8 +27,9 @@ def _stories(n: int, vocab: int, seed: int = 0) -> list[np.ndarray]:
 )
 def test_round_trip_and_standard_numpy_files(tmp_path: Path, vocab: int, dtype: type) -> None:
     stories = _stories(500, vocab)
-    with TokenStoreWriter(tmp_path / "s", vocab_size=vocab, eos_id=0, provenance={"who": "test"},
-                          buffer_tokens=100) as w:  # fmt: skip
+    with TokenStoreWriter(
+        tmp_path / "s", vocab_size=vocab, eos_id=0, provenance={"who": "test"}, buffer_tokens=100
+    ) as w:
         w.add_many(stories[:200])
         flat = np.concatenate(stories[200:])
         w.add_flat(flat, [len(s) for s in stories[200:]])

@@ -50,14 +50,28 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def partial_dir(path: str | Path) -> Path:
-    """A new hidden `.NAME.partial-*` directory beside `path` (stale ones from crashes go)."""
+    """A new hidden `.NAME.partial-PID-*` directory beside `path`; those left by processes that
+    no longer run (crashes) are removed, a live writer's are left alone."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if not _alive(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0]):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     return tmp
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def publish_dir(tmp: str | Path, path: str | Path) -> None:

@@ -14,13 +14,18 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 def experiment_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--preset NAME, --config FILE, --set KEY=VALUE (in that order of precedence, --set last)."""
     func = click.option(
-        "--set", "sets", multiple=True, metavar="KEY=VALUE",
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="Dotted override, e.g. --set paradigm.k=0.5 (applied last).",
-    )(func)  # fmt: skip
+    )(func)
     func = click.option(
-        "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
         help="A YAML config file, applied over the preset.",
-    )(func)  # fmt: skip
+    )(func)
     return click.option("--preset", help="A shipped preset (see `lmcollapse presets`).")(func)
 
 

@@ -42,8 +42,13 @@ def _in_unit_interval(name: str, value: float, *, open_low: bool, open_high: boo
 class ModelConfig:
     """The language model trained at every generation (Appendix C.2)."""
 
-    family: Literal["gpt-neo"] = "gpt-neo"
-    """Model family. `gpt-neo` is the paper's architecture (TinyStories-1M/33M)."""
+    family: Literal["gpt-neo", "hf"] = "gpt-neo"
+    """Model family. `gpt-neo` is the paper's architecture (TinyStories-1M/33M) in the fast
+    engine; `hf` is any Hugging Face causal-LM config (model.hf_config) through transformers —
+    a slower, generic fallback."""
+    hf_config: str | None = None
+    """For family `hf`: a config name or path for AutoConfig (its vocabulary is replaced by the
+    tokenizer's); the architecture fields below are then ignored."""
     num_layers: int = 8
     """Transformer blocks (8 for TinyStories-1M, 4 for TinyStories-33M)."""
     hidden_size: int = 64
@@ -64,6 +69,8 @@ class ModelConfig:
         out = _at_least("num_layers", self.num_layers, 1) + _at_least(
             "num_heads", self.num_heads, 1
         )
+        if self.family == "hf" and not self.hf_config:
+            out.append("hf_config: family hf needs a config name or path (e.g. a model directory)")
         out += _at_least("hidden_size", self.hidden_size, 1) + _at_least(
             "window_size", self.window_size, 1
         )

@@ -54,9 +54,13 @@ class PreparedCorpus:
 def source_spec(data: DataConfig) -> sources.SourceSpec:
     """The reading part of a DataConfig."""
     return sources.SourceSpec(
-        source=data.source, split=data.split, text_column=data.text_column,
-        num_stories=data.num_stories, dedupe=data.dedupe, seed=data.seed,
-    )  # fmt: skip
+        source=data.source,
+        split=data.split,
+        text_column=data.text_column,
+        num_stories=data.num_stories,
+        dedupe=data.dedupe,
+        seed=data.seed,
+    )
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -136,13 +140,17 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) ->
         "lmcollapse_version": __version__,
         "data": wanted,
         "source": sources.describe(spec),
-        "tokenizer": {"path": "tokenizer", "fingerprint": tok.fingerprint(),
-                      "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
-                      "eos_token": tok.eos_token},
+        "tokenizer": {
+            "path": "tokenizer",
+            "fingerprint": tok.fingerprint(),
+            "vocab_size": tok.vocab_size,
+            "eos_id": tok.eos_id,
+            "eos_token": tok.eos_token,
+        },
         "d0": {"stories": d0.num_stories, "tokens": d0.num_tokens},
         "holdout": {"stories": holdout.num_stories, "tokens": holdout.num_tokens},
         "timings": timings,
-    }  # fmt: skip
+    }
     atomic_write_json(out / "corpus.json", info)
     (out / ".prepare.json").unlink(missing_ok=True)
     say(

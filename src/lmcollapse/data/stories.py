@@ -92,9 +92,16 @@ PERSON_ADJECTIVES = (
 OPENER_THERE_P = 0.85
 OPENER_NEXT = {"was": 0.92, "were": 0.03, "lived": 0.05}
 BODY_NEXT = {
-    "was": 0.63, "were": 0.0675, "is": 0.06, "are": 0.03, ".": 0.07, "and": 0.04, "too": 0.03,
-    "every": 0.0325, "lived": 0.04,
-}  # fmt: skip
+    "was": 0.63,
+    "were": 0.0675,
+    "is": 0.06,
+    "are": 0.03,
+    ".": 0.07,
+    "and": 0.04,
+    "too": 0.03,
+    "every": 0.0325,
+    "lived": 0.04,
+}
 BODY_THERE_SLOTS = (0, 1, 1, 2)  # uniform: mean 1.0 per story
 
 
@@ -105,10 +112,18 @@ def _zipf(words: Sequence[str]) -> tuple[Sequence[str], list[float]]:
 _TABLES = {
     name: _zipf(words)
     for name, words in {
-        "girl": GIRLS, "boy": BOYS, "animal": ANIMALS, "object": OBJECTS, "place": PLACES,
-        "adj": ADJECTIVES, "person_adj": PERSON_ADJECTIVES, "feeling": FEELINGS, "play": PLAYS, "treat": TREATS,
+        "girl": GIRLS,
+        "boy": BOYS,
+        "animal": ANIMALS,
+        "object": OBJECTS,
+        "place": PLACES,
+        "adj": ADJECTIVES,
+        "person_adj": PERSON_ADJECTIVES,
+        "feeling": FEELINGS,
+        "play": PLAYS,
+        "treat": TREATS,
     }.items()
-}  # fmt: skip
+}
 
 
 class _Teller:

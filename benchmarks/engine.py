@@ -1,0 +1,290 @@
+"""Engine benchmark: our GPT-Neo engine against the Hugging Face baseline the published code uses,
+in one process and one run, same config, batch and seed.
+
+    python benchmarks/engine.py                        # both configs (a few minutes on 2 cores)
+    python benchmarks/engine.py --config tiny --json results.json
+
+For each config (`paper-1m` at context 512 with the GPT-Neo vocabulary of 50,257; `tiny`, the CPU
+preset with a 2,048-token vocabulary):
+    train     tokens/s of forward + backward + AdamW step: GPTNeo(x, y) with the fused output
+              projection and cross-entropy vs GPTNeoForCausalLM(input_ids, labels)
+    generate  tokens/s of pure sampling with a KV cache, same batch and length (within the
+              context, so both do the same work): sample_batch vs
+              generate(do_sample=True, top_k=0, top_p=1.0, temperature=1.0)
+    eval      tokens/s of held-out perplexity over whole stories: our batched perplexity vs a
+              per-story HF loss loop
+    flops     training FLOP/s (6 × parameters + attention, per token) as a fraction of the
+              machine's measured fp32 matmul peak (a 2048 × 2048 product)
+Ratios are `*_speedup` fields in the JSON. Weights are equal in both implementations, so the
+losses printed next to the speeds must agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmcollapse.data.store import TokenStore, TokenStoreWriter
+from lmcollapse.evaluate.perplexity import perplexity
+from lmcollapse.models import PRESETS, build_model, model_config
+from lmcollapse.sample import sample_batch
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "paper-1m": {
+        "preset": "paper-1m",
+        "vocab": 50_257,
+        "context": 512,
+        "train_batch": 8,
+        "gen_batch": 200,  # the paper's generation batch
+        "gen_length": 32,
+        "eval_stories": 64,
+        "steps": 2,
+    },
+    "tiny": {
+        "preset": "tiny",
+        "vocab": 2_048,
+        "context": 256,
+        "train_batch": 32,
+        "gen_batch": 64,
+        "gen_length": 200,
+        "eval_stories": 200,
+        "steps": 5,
+    },
+}
+
+
+def _seconds(fn: Any, repeat: int = 1) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def _timed(fn: Any, repeat: int = 1) -> float:
+    fn()  # warm up
+    return _seconds(fn, repeat)
+
+
+def _race(ours: Any, theirs: Any, repeat: int = 1, rounds: int = 2) -> tuple[float, float]:
+    """Seconds per call of each, warmed up, measured in alternation, best round of each: both
+    see the same machine state (these machines are noisy)."""
+    ours()
+    theirs()
+    t_o, t_h = [], []
+    for _ in range(rounds):
+        t_o.append(_seconds(ours, repeat))
+        t_h.append(_seconds(theirs, repeat))
+    return min(t_o), min(t_h)
+
+
+def matmul_peak() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2 * 2048**3 / _timed(lambda: a @ b, 5)
+
+
+def _hf_twin(ours: torch.nn.Module) -> torch.nn.Module:
+    from transformers import GPTNeoForCausalLM
+
+    hf = GPTNeoForCausalLM(ours.config)
+    hf.load_state_dict(ours.state_dict(), strict=False)
+    return hf
+
+
+def bench_train(spec: dict[str, Any]) -> dict[str, float]:
+    torch.manual_seed(0)
+    ours = build_model(model_config(spec["preset"]), spec["vocab"], 0)
+    hf = _hf_twin(ours)
+    x = torch.randint(0, spec["vocab"], (spec["train_batch"], spec["context"] + 1))
+    tokens = spec["train_batch"] * spec["context"]
+    opt_o = torch.optim.AdamW(
+        ours.parameters(), lr=5e-4, betas=(0.9, 0.95), weight_decay=0.1, foreach=True
+    )
+    opt_h = torch.optim.AdamW(hf.parameters(), lr=5e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    losses = {}
+
+    def step_ours() -> None:
+        loss = ours(x[:, :-1], x[:, 1:])
+        loss.backward()
+        opt_o.step()
+        opt_o.zero_grad(set_to_none=True)
+        losses.setdefault("ours", float(loss.detach()))
+
+    def step_hf() -> None:
+        out = hf(input_ids=x[:, :-1], labels=x[:, :-1])  # HF shifts the labels inside
+        out.loss.backward()
+        opt_h.step()
+        opt_h.zero_grad(set_to_none=True)
+        losses.setdefault("hf", float(out.loss.detach()))
+
+    t_o, t_h = _race(step_ours, step_hf, spec["steps"])
+    params = sum(p.numel() for n, p in ours.named_parameters() if "wpe" not in n)
+    s = ours.shape
+    flops_per_token = 6 * params + 6 * s.num_layers * spec["context"] * s.hidden_size
+    return {
+        "train_tokens_per_s": tokens / t_o,
+        "hf_train_tokens_per_s": tokens / t_h,
+        "train_speedup": t_h / t_o,
+        "train_flops_per_s": flops_per_token * tokens / t_o,
+        "first_loss_ours": losses["ours"],
+        "first_loss_hf": losses["hf"],
+    }
+
+
+def bench_generate(spec: dict[str, Any]) -> dict[str, float]:
+    torch.manual_seed(0)
+    ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
+    hf = _hf_twin(ours).eval()
+    b, length = spec["gen_batch"], spec["gen_length"]
+
+    def gen_ours() -> None:
+        sample_batch(
+            ours,
+            b,
+            length,
+            eos_id=0,
+            context=spec["context"],
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    def gen_hf() -> None:
+        with torch.no_grad():
+            hf.generate(
+                torch.zeros((b, 1), dtype=torch.long),
+                attention_mask=torch.ones((b, 1), dtype=torch.long),
+                do_sample=True,
+                top_k=0,
+                top_p=1.0,
+                temperature=1.0,
+                max_new_tokens=length,
+                min_new_tokens=length,
+                pad_token_id=0,
+                eos_token_id=None,
+            )
+
+    t_o, t_h = _race(gen_ours, gen_hf)
+    tokens = b * length
+    return {
+        "generate_tokens_per_s": tokens / t_o,
+        "hf_generate_tokens_per_s": tokens / t_h,
+        "generate_speedup": t_h / t_o,
+    }
+
+
+def bench_eval(spec: dict[str, Any], scratch: Path) -> dict[str, float]:
+    torch.manual_seed(0)
+    ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
+    hf = _hf_twin(ours).eval()
+    rng = np.random.default_rng(0)
+    path = scratch / f"eval-{spec['preset']}"
+    with TokenStoreWriter(path, vocab_size=spec["vocab"], eos_id=0, overwrite=True) as w:
+        for _ in range(spec["eval_stories"]):
+            n = int(rng.integers(60, min(300, spec["context"] - 2)))  # + EOS fits the positions
+            w.add(np.append(rng.integers(1, spec["vocab"], n), 0))
+    store = TokenStore.open(path)
+    ours_result: dict[str, float] = {}
+
+    def eval_ours() -> None:
+        ours_result.update(perplexity(ours, store, context=spec["context"]))
+
+    hf_total = [0.0, 0]
+
+    def eval_hf() -> None:  # the per-story loop of the published code
+        hf_total[:] = [0.0, 0]
+        with torch.no_grad():
+            for i in range(store.num_stories):
+                ids = torch.from_numpy(np.concatenate([[0], store.story(i)]).astype(np.int64))[None]
+                out = hf(input_ids=ids, labels=ids)
+                n = ids.shape[1] - 1
+                hf_total[0] += float(out.loss) * n
+                hf_total[1] += n
+
+    t_o, t_h = _race(eval_ours, eval_hf)
+    tokens = ours_result["tokens"]
+    return {
+        "eval_tokens_per_s": tokens / t_o,
+        "hf_eval_tokens_per_s": tokens / t_h,
+        "eval_speedup": t_h / t_o,
+        "eval_loss_ours": ours_result["loss"],
+        "eval_loss_hf": hf_total[0] / hf_total[1],
+    }
+
+
+def run_config(name: str, scratch: Path) -> dict[str, Any]:
+    """One config, ours against HF, in this process."""
+    spec = CONFIGS[name]
+    peak = matmul_peak()
+    r: dict[str, Any] = {
+        "spec": spec,
+        "model": PRESETS[spec["preset"]],
+        "matmul_peak_flops_per_s": peak,
+    }
+    r.update(bench_train(spec))
+    r["train_fraction_of_peak"] = r["train_flops_per_s"] / peak
+    r.update(bench_generate(spec))
+    r.update(bench_eval(spec, scratch))
+    return r
+
+
+def report(name: str, r: dict[str, Any]) -> None:
+    spec = r["spec"]
+    print(f"\n{name}: vocabulary {spec['vocab']}, context {spec['context']}")
+    print(f"  {'':10} {'ours tok/s':>12} {'HF tok/s':>12} {'speedup':>8}")
+    for key in ("train", "generate", "eval"):
+        print(
+            f"  {key:10} {r[key + '_tokens_per_s']:12,.0f} "
+            f"{r['hf_' + key + '_tokens_per_s']:12,.0f} "
+            f"{r[key + '_speedup']:7.2f}x"
+        )
+    print(
+        f"  training {r['train_flops_per_s'] / 1e9:.1f} GFLOP/s = "
+        f"{r['train_fraction_of_peak']:.0%} of the "
+        f"{r['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s matmul peak; first losses ours "
+        f"{r['first_loss_ours']:.4f} / HF {r['first_loss_hf']:.4f}; "
+        f"eval loss {r['eval_loss_ours']:.4f} / {r['eval_loss_hf']:.4f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    ap.add_argument("--quiet", action="store_true", help="no table (used for the subprocesses)")
+    args = ap.parse_args()
+    results: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "configs": {},
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="lmcollapse-engine-bench-"))
+    try:
+        if args.config == "all":  # each config in a fresh process: no state carried over
+            for name in CONFIGS:
+                part = scratch / f"{name}.json"
+                cmd = [sys.executable, __file__, "--config", name, "--json", str(part), "--quiet"]
+                subprocess.run(cmd, check=True)
+                results["configs"][name] = json.loads(part.read_text())["configs"][name]
+        else:
+            results["configs"][args.config] = run_config(args.config, scratch)
+        if not args.quiet:
+            for name, r in results["configs"].items():
+                report(name, r)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

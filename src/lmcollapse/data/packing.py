@@ -1,0 +1,112 @@
+"""A generation's training set as packed fixed-length blocks (Appendix C.1.2).
+
+The chosen stories (from one or more token stores; each story ends with its end-of-text token,
+which is a trained target) are shuffled with a seed, laid end to end as one virtual stream, and
+cut into blocks of `context + 1` tokens with stride `context`: block i is inputs
+stream[iC : iC + C] and targets stream[iC + 1 : iC + C + 1], so every token but the first is a
+target exactly once. Nothing is materialised: a block is assembled from memory-mapped slices when
+asked for. `PackedBlocks` is a map-style dataset (len / getitem) that torch's DataLoader and
+accelerate's sharding accept as it is; it needs numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lmcollapse.data.store import TokenStore
+from lmcollapse.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Stories `indices[k]` of `stores[k]` for every part of a generation's composition."""
+
+    stores: Sequence[TokenStore]
+    indices: Sequence[NDArray[np.int64]]
+
+    def __post_init__(self) -> None:
+        if len(self.stores) != len(self.indices):
+            raise InvalidInput("a training set needs one index array per store")
+        vocab = {s.vocab_size for s in self.stores}
+        if len(vocab) > 1:
+            raise InvalidInput(
+                f"the stores of a training set use different vocabularies: {sorted(vocab)}"
+            )
+
+    @classmethod
+    def whole(cls, store: TokenStore) -> TrainingSet:
+        """All stories of one store."""
+        return cls([store], [np.arange(store.num_stories, dtype=np.int64)])
+
+    @property
+    def num_stories(self) -> int:
+        """Stories in the training set."""
+        return int(sum(len(i) for i in self.indices))
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens in the chosen stories."""
+        return int(
+            sum(
+                int(np.diff(s.offsets)[i].sum())
+                for s, i in zip(self.stores, self.indices, strict=True)
+            )
+        )
+
+    def blocks(self, context: int, seed: int) -> PackedBlocks:
+        """The stories in a seeded order, packed into blocks of context + 1 tokens."""
+        return PackedBlocks(self, context, seed)
+
+
+class PackedBlocks:
+    """Map-style dataset of packed blocks: item i is an int64 array of context + 1 tokens."""
+
+    def __init__(self, training: TrainingSet, context: int, seed: int) -> None:
+        if context < 1:
+            raise InvalidInput(f"context must be >= 1, got {context}")
+        self.training, self.context = training, context
+        source = np.concatenate(
+            [np.full(len(i), k, dtype=np.int32) for k, i in enumerate(training.indices)]
+        )
+        story = np.concatenate([np.asarray(i, dtype=np.int64) for i in training.indices])
+        order = np.random.default_rng([seed, 0xB10C]).permutation(len(story))
+        self.source, self.story = source[order], story[order]
+        self.starts = np.empty(len(order), dtype=np.int64)  # absolute token start in its store
+        lens = np.empty(len(order), dtype=np.int64)
+        for k, store in enumerate(training.stores):
+            sel = self.source == k
+            off = np.asarray(store.offsets)
+            self.starts[sel] = off[self.story[sel]]
+            lens[sel] = off[self.story[sel] + 1] - off[self.story[sel]]
+        self.cum = np.concatenate([[0], np.cumsum(lens)])  # stream position of each story's start
+        self.total = int(self.cum[-1])
+        if self.total <= context:
+            raise InvalidInput(
+                f"the training set has {self.total} tokens, too few for one block of "
+                f"{context + 1}: "
+                "use more stories or a shorter training.context_length"
+            )
+
+    def __len__(self) -> int:
+        return (self.total - 1) // self.context
+
+    def __getitem__(self, i: int) -> NDArray[np.int64]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        lo = i * self.context
+        out = np.empty(self.context + 1, dtype=np.int64)
+        k = int(np.searchsorted(self.cum, lo, side="right")) - 1
+        pos = 0
+        while pos < len(out):
+            store = self.training.stores[self.source[k]]
+            offset = lo + pos - self.cum[k]  # position inside story k
+            take = min(int(self.cum[k + 1] - self.cum[k] - offset), len(out) - pos)
+            a = self.starts[k] + offset
+            out[pos : pos + take] = store.tokens[a : a + take]
+            pos += take
+            k += 1
+        return out

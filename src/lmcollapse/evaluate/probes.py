@@ -1,0 +1,83 @@
+"""Next-token probes (Sec. 3.1.3, Figure 2): p̂_n(v|x) for a context x, next to the corpus truth
+N_{x;v}/N_x and the minimal error α* of Remark B.1 that explains p̂_n given the counts.
+
+The model sees the context's tokens alone (no start token), as the paper probes "the same input
+x" in every generation. The full next-token distribution is computed in float64 (so every entry
+is > 0, as Sec. 2.1.2 assumes) and `lmcollapse.theory.decompose` gives α*_x and α*_{x;v}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmcollapse import theory
+from lmcollapse.data.stats import ContinuationCounter
+from lmcollapse.data.tokenizer import Tok, single_token
+from lmcollapse.errors import InvalidInput
+
+
+@torch.no_grad()
+def next_token_distribution(model: Any, context_ids: list[int]) -> np.ndarray:
+    """p̂(·|x) over the model's vocabulary, float64, (V,)."""
+    if not context_ids:
+        raise InvalidInput("the probe context is empty: give text such as ' there'")
+    positions = model.shape.max_positions
+    if len(context_ids) > positions:
+        raise InvalidInput(
+            f"probe context of {len(context_ids)} tokens exceeds the model's {positions} positions"
+        )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits = model(torch.tensor([context_ids], device=device))[0, -1].double()
+    model.train(was_training)
+    return torch.softmax(logits, dim=-1).cpu().numpy()
+
+
+def probe(
+    model: Any,
+    tok: Tok,
+    context: str,
+    next_texts: list[str] | tuple[str, ...],
+    truth: ContinuationCounter | None = None,
+    top_k: int = 10,
+) -> dict[str, Any]:
+    """One probe: p̂(v|x) for each v, the truth N_{x;v}/N_x and α* when the counts are given."""
+    ids = tok.encode(context)
+    targets = {v: single_token(tok, v, "probe token") for v in next_texts}
+    p = next_token_distribution(model, ids)
+    if tok.vocab_size > p.size:
+        raise InvalidInput(
+            f"the tokenizer has {tok.vocab_size} ids but the model only {p.size}: "
+            "the model does not fit the tokenizer"
+        )
+    out: dict[str, Any] = {
+        "context": context,
+        "context_tokens": tok.token_strings(ids),
+        "next": {v: {"id": i, "p_hat": float(p[i])} for v, i in targets.items()},
+        "top": [
+            {"token": tok.token_strings([int(i)])[0], "id": int(i), "p_hat": float(p[i])}
+            for i in np.argsort(-p, kind="stable")[:top_k]
+        ],
+    }
+    if truth is not None:
+        if list(truth.context) != ids:
+            raise InvalidInput("the truth counts were made for another context")
+        counts = np.zeros(p.size)
+        counts[: truth.counts.size] = truth.counts
+        out["N_x"] = int(truth.n_x)
+        for v, i in targets.items():
+            out["next"][v]["count"] = int(counts[i])
+            out["next"][v]["truth"] = float(counts[i] / truth.n_x) if truth.n_x else None
+        if truth.n_x:
+            alpha_x, alpha_i = theory.decompose(p / p.sum(), counts)
+            out["alpha_x"] = alpha_x
+            out["alpha_x_relative"] = alpha_x / truth.n_x  # α* in units of N_x
+            for v, i in targets.items():
+                out["next"][v]["alpha"] = float(alpha_i[i])
+        else:
+            out["alpha_x"] = out["alpha_x_relative"] = None
+    return out

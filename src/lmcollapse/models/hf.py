@@ -1,0 +1,98 @@
+"""The generic fallback: any Hugging Face causal-LM config, through transformers, slower.
+
+`HFCausalLM` gives a transformers model the small interface the engine uses (`shape`,
+`forward(input_ids, targets=None, cache=None)`, `token_logprobs`, `save_pretrained`). It has no
+key/value cache here (`new_cache` returns None), so sampling recomputes the window at every step:
+exact, generic, and as slow as that sounds. Use the GPT-Neo family for speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmcollapse.artifacts import atomic_dir
+from lmcollapse.errors import InvalidInput, first_line
+
+
+@dataclass(frozen=True)
+class HFShape:
+    """What the engine needs to know of any causal LM."""
+
+    vocab_size: int
+    max_positions: int
+
+
+class HFCausalLM(nn.Module):
+    """A transformers AutoModelForCausalLM behind the engine's interface."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        positions = getattr(cfg, "max_position_embeddings", None) or getattr(
+            cfg, "n_positions", None
+        )
+        self.shape = HFShape(cfg.vocab_size, int(positions or 1 << 30))
+        self.config = cfg
+
+    @classmethod
+    def from_config(cls, name_or_path: str, vocab_size: int, eos_id: int) -> HFCausalLM:
+        """A freshly initialised model of this architecture with the tokenizer's vocabulary."""
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        try:
+            config = AutoConfig.from_pretrained(name_or_path)
+        except Exception as exc:
+            raise InvalidInput(
+                f"cannot load model config {name_or_path!r}: {first_line(exc)}"
+            ) from None
+        config.vocab_size = vocab_size
+        config.bos_token_id = config.eos_token_id = eos_id
+        return cls(AutoModelForCausalLM.from_config(config))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> HFCausalLM:
+        from transformers import AutoModelForCausalLM
+
+        return cls(AutoModelForCausalLM.from_pretrained(str(path)))
+
+    def new_cache(self, batch: int, capacity: int) -> None:
+        """No cache in the fallback: the sampler recomputes the window."""
+        return None
+
+    def forward(
+        self, input_ids: Tensor, targets: Tensor | None = None, cache: Any = None
+    ) -> Tensor:
+        if input_ids.shape[1] > self.shape.max_positions:
+            raise InvalidInput(
+                f"sequence of {input_ids.shape[1]} tokens exceeds the model's "
+                f"{self.shape.max_positions} positions"
+            )
+        logits = self.model(input_ids=input_ids, use_cache=False).logits
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def next_token_logits(
+        self, input_ids: Tensor, cache: Any = None, out: Tensor | None = None
+    ) -> Tensor:
+        """Logits (B, V) of the token after input_ids (no cache in the fallback)."""
+        return self.forward(input_ids)[:, -1].float()
+
+    def token_logprobs(
+        self, input_ids: Tensor, targets: Tensor, mask: Tensor | None = None
+    ) -> Tensor:
+        logp = torch.log_softmax(self.forward(input_ids).float(), dim=-1)
+        out = logp.gather(-1, targets[..., None])[..., 0]
+        return out if mask is None else out * mask
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        with atomic_dir(path) as tmp:
+            self.model.save_pretrained(str(tmp))
+        return Path(path)

@@ -1,0 +1,101 @@
+"""Devices, precision, seeding and processes: the one place that knows about them.
+
+On a CPU everything here is a no-op or fp32; on CUDA `precision="auto"` means fp16 autocast with
+a gradient scaler, as in the paper. Multi-process runs (`accelerate launch --num_processes N`)
+are Hugging Face accelerate's: `make_accelerator` builds the Accelerator, `process_index` and
+`num_processes` say where this process stands; with one process nothing is distributed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmcollapse.errors import InvalidInput
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` → CUDA when available, else CPU; `cpu`, `cuda`, `cuda:N` as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(
+            f"device {name!r} asked for, but CUDA is not available: use run.device=cpu"
+        )
+    return device
+
+
+def mixed_precision(precision: str, device: torch.device) -> str:
+    """accelerate's mixed_precision for a config value: fp32 on CPU unless bf16 is asked for."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "no"
+    if precision == "fp16" and device.type != "cuda":
+        raise InvalidInput("fp16 needs CUDA: use training.precision=fp32 or bf16 on CPU")
+    return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices): same seed, same results on CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy global state some libraries still use)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(precision: str = "auto", device: str = "auto", grad_accum: int = 1) -> Any:
+    """An accelerate.Accelerator for this process (DDP over gloo/nccl when there are several)."""
+    from accelerate import Accelerator
+
+    dev = resolve_device(device)
+    return Accelerator(
+        cpu=dev.type == "cpu",
+        mixed_precision=mixed_precision(precision, dev),
+        gradient_accumulation_steps=grad_accum,
+    )
+
+
+_RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _env_int(names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return default
+
+
+def process_index() -> int:
+    """This process's rank, as torchrun/accelerate or MPI set it (0 without a launcher)."""
+    return _env_int(_RANK_VARS, 0)
+
+
+def num_processes() -> int:
+    """How many processes the launcher started (1 without a launcher)."""
+    return _env_int(_SIZE_VARS, 1)
+
+
+def distributed_state(device: str | torch.device = "auto") -> Any:
+    """accelerate's PartialState for this launch (barriers, main process), CPU or GPU."""
+    from accelerate import PartialState
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    return PartialState(cpu=dev.type == "cpu")
+
+
+def describe_hardware() -> dict[str, Any]:
+    """What the run ran on, for manifests and reports."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info

@@ -1,0 +1,205 @@
+"""Training one generation from a fresh random init (Appendix C.1.2): the loop only.
+
+    result = train(model, TrainingSet.whole(d0), cfg.training, seed=0, holdout=holdout)
+
+AdamW (lr 5e-4, betas (0.9, 0.95), weight decay 0.1 on weights but not on biases and LayerNorm,
+as the Hugging Face Trainer does), a constant learning rate by default, an effective batch of
+`batch_size` sequences reached by gradient accumulation over micro-batches on every process,
+stories packed into blocks of `context_length` tokens with the end-of-text token trained as a
+target. fp16 autocast with a gradient scaler on CUDA, fp32 on CPU. Epochs are fixed, or (early
+stopping) chosen on the held-out split and returned so later generations reuse them.
+
+The same function runs unchanged under `accelerate launch --num_processes N`: accelerate wraps
+the model in DistributedDataParallel and shards the blocks; process 0 reports progress.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lmcollapse.config import TrainingConfig
+from lmcollapse.data.packing import TrainingSet
+from lmcollapse.data.store import TokenStore
+from lmcollapse.errors import InvalidInput
+from lmcollapse.runtime import make_accelerator
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    epochs: int
+    steps: int
+    tokens: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    holdout_losses: list[float] = field(default_factory=list)  # per epoch, when evaluated
+    best_epoch: int | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and embeddings; none on biases and LayerNorm (HF Trainer's rule)."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            if name == "bias" or isinstance(module, torch.nn.LayerNorm):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def lr_lambda(schedule: str, warmup: int, total: int) -> Any:
+    """Multiplier of the learning rate at optimizer step s: linear warmup, then the schedule."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+
+    return f
+
+
+def train(
+    model: torch.nn.Module,
+    data: TrainingSet,
+    cfg: TrainingConfig,
+    *,
+    seed: int,
+    holdout: TokenStore | None = None,
+    epochs: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train `model` in place on `data`; returns what happened.
+
+    epochs: overrides cfg.epochs (e.g. the count chosen by early stopping for generation 1).
+    With cfg.early_stopping and a holdout, epochs run up to cfg.max_epochs until the held-out loss
+    has not improved for cfg.patience epochs; the best weights are kept and best_epoch is set.
+    max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
+    """
+    from lmcollapse.evaluate.perplexity import perplexity
+    from lmcollapse.runtime import num_processes
+
+    world = num_processes()
+    micro = cfg.micro_batch_size
+    if cfg.batch_size % (micro * world):
+        raise InvalidInput(
+            f"training.batch_size={cfg.batch_size} is not a multiple of micro_batch_size × "
+            f"processes = {micro} × {world}"
+        )
+    accum = cfg.batch_size // (micro * world)
+    vocab = getattr(model, "shape", None)
+    if vocab is not None and data.stores and data.stores[0].vocab_size > model.shape.vocab_size:
+        raise InvalidInput(
+            f"the data's vocabulary ({data.stores[0].vocab_size}) does not fit the model's "
+            f"({model.shape.vocab_size}): set model.vocab_size to at least the tokenizer's"
+        )
+    positions = getattr(getattr(model, "shape", None), "max_positions", None)
+    if positions is not None and cfg.context_length > positions:
+        raise InvalidInput(
+            f"training.context_length={cfg.context_length} exceeds the model's {positions} "
+            "positions"
+        )
+    acc = make_accelerator(cfg.precision, device, accum)
+    early = cfg.early_stopping and holdout is not None
+    n_epochs = cfg.max_epochs if early else (epochs or cfg.epochs)
+
+    first = data.blocks(cfg.context_length, seed=seed)
+    steps_per_epoch = math.ceil(len(first) / (micro * world) / accum)
+    total_steps = (
+        steps_per_epoch * n_epochs
+        if max_steps is None
+        else min(max_steps, steps_per_epoch * n_epochs)
+    )
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.learning_rate,
+        betas=cfg.betas,
+        foreach=True,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.schedule, cfg.warmup_steps, total_steps)
+    )
+    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    result = TrainResult(epochs=0, steps=0, tokens=0, seconds=0.0)
+    best, best_state, stale = math.inf, None, 0
+    bar = _progress(total_steps, progress and acc.is_main_process)
+    t0 = time.perf_counter()
+    for epoch in range(n_epochs):
+        blocks = first if epoch == 0 else data.blocks(cfg.context_length, seed=seed + epoch)
+        loader = torch.utils.data.DataLoader(
+            blocks, batch_size=micro, shuffle=False, drop_last=False
+        )
+        loader = acc.prepare(loader)
+        model.train()
+        running, count = 0.0, 0
+        for batch in loader:
+            with acc.accumulate(model):
+                loss = model(batch[:, :-1], batch[:, 1:])
+                acc.backward(loss)
+                if cfg.grad_clip is not None and acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += float(loss.detach())
+            count += 1
+            result.tokens += batch[:, 1:].numel() * world
+            if acc.sync_gradients:
+                result.steps += 1
+                bar.update(1)
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(
+                    loss=f"{running / count:.3f}", tok_s=f"{result.tokens / elapsed:,.0f}"
+                )
+                if max_steps is not None and result.steps >= max_steps:
+                    break
+        result.epochs = epoch + 1
+        result.losses.append(running / max(count, 1))
+        if max_steps is not None and result.steps >= max_steps:
+            break
+        if early:
+            loss_h = perplexity(acc.unwrap_model(model), holdout, context=cfg.context_length)[
+                "loss"
+            ]
+            result.holdout_losses.append(loss_h)
+            if loss_h < best - 1e-6:
+                best, stale, result.best_epoch = loss_h, 0, epoch + 1
+                best_state = copy.deepcopy(acc.unwrap_model(model).state_dict())
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    bar.close()
+    result.seconds = time.perf_counter() - t0
+    if best_state is not None:
+        acc.unwrap_model(model).load_state_dict(best_state)
+    acc.wait_for_everyone()
+    return result
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
