@@ -8,9 +8,11 @@ For each config (`paper-1m` at context 512 with the GPT-Neo vocabulary of 50,257
 preset with a 2,048-token vocabulary):
     train     tokens/s of forward + backward + AdamW step: GPTNeo(x, y) with the fused output
               projection and cross-entropy vs GPTNeoForCausalLM(input_ids, labels)
-    generate  tokens/s of pure sampling with a KV cache, same batch and length (within the
-              context, so both do the same work): sample_batch vs
-              generate(do_sample=True, top_k=0, top_p=1.0, temperature=1.0)
+    generate  tokens/s of pure sampling with a KV cache, same batch and length, the context
+              kept whole as generate() keeps it: sample_batch vs
+              generate(do_sample=True, top_k=0, top_p=1.0, temperature=1.0); for paper-1m also
+              at the paper's length 600 (generate600), and with Algorithm 1's sliding window,
+              which generate() does not do (a full forward pass of 512 tokens per token past 512)
     eval      tokens/s of held-out perplexity over whole stories: our batched perplexity vs a
               per-story HF loss loop
     flops     training FLOP/s (6 × parameters + attention, per token) as a fraction of the
@@ -47,6 +49,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "train_batch": 8,
         "gen_batch": 200,  # the paper's generation batch
         "gen_length": 32,
+        "paper_length": (8, 600),  # batch, length: the paper's 600 tokens
         "eval_stories": 64,
         "steps": 2,
     },
@@ -140,11 +143,15 @@ def bench_train(spec: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def bench_generate(spec: dict[str, Any]) -> dict[str, float]:
+def bench_generate(
+    spec: dict[str, Any], b: int, length: int, slide: bool = False, prefix: str = "generate"
+) -> dict[str, float]:
+    """Ours (context = the model's window when `slide`, Algorithm 1; else the whole sequence, as
+    transformers' generate keeps it) against generate() at the same batch and length."""
     torch.manual_seed(0)
     ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
     hf = _hf_twin(ours).eval()
-    b, length = spec["gen_batch"], spec["gen_length"]
+    context = spec["context"] if slide else length + 1
 
     def gen_ours() -> None:
         sample_batch(
@@ -152,7 +159,7 @@ def bench_generate(spec: dict[str, Any]) -> dict[str, float]:
             b,
             length,
             eos_id=0,
-            context=spec["context"],
+            context=context,
             generator=torch.Generator().manual_seed(0),
         )
 
@@ -171,13 +178,25 @@ def bench_generate(spec: dict[str, Any]) -> dict[str, float]:
                 eos_token_id=None,
             )
 
-    t_o, t_h = _race(gen_ours, gen_hf)
+    t_o, t_h = _race(gen_ours, gen_hf, rounds=1 if length > 300 else 2)
     tokens = b * length
     return {
-        "generate_tokens_per_s": tokens / t_o,
-        "hf_generate_tokens_per_s": tokens / t_h,
-        "generate_speedup": t_h / t_o,
+        f"{prefix}_tokens_per_s": tokens / t_o,
+        f"hf_{prefix}_tokens_per_s": tokens / t_h,
+        f"{prefix}_speedup": t_h / t_o,
     }
+
+
+def bench_slide(spec: dict[str, Any], b: int, length: int) -> dict[str, float]:
+    """Algorithm 1's sliding window at the paper's length: a full forward pass of the window per
+    token past the context. Reported as tokens/s (transformers' generate does not slide)."""
+    torch.manual_seed(0)
+    ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
+    g = torch.Generator().manual_seed(0)
+    t = _seconds(
+        lambda: sample_batch(ours, b, length, eos_id=0, context=spec["context"], generator=g)
+    )
+    return {"generate600_slide_tokens_per_s": b * length / t}
 
 
 def bench_eval(spec: dict[str, Any], scratch: Path) -> dict[str, float]:
@@ -230,7 +249,11 @@ def run_config(name: str, scratch: Path) -> dict[str, Any]:
     }
     r.update(bench_train(spec))
     r["train_fraction_of_peak"] = r["train_flops_per_s"] / peak
-    r.update(bench_generate(spec))
+    r.update(bench_generate(spec, spec["gen_batch"], spec["gen_length"]))
+    if spec.get("paper_length"):  # the paper's 600 tokens past a 512 context
+        b, length = spec["paper_length"]
+        r.update(bench_generate(spec, b, length, prefix="generate600"))
+        r.update(bench_slide(spec, b, length))
     r.update(bench_eval(spec, scratch))
     return r
 
@@ -239,11 +262,17 @@ def report(name: str, r: dict[str, Any]) -> None:
     spec = r["spec"]
     print(f"\n{name}: vocabulary {spec['vocab']}, context {spec['context']}")
     print(f"  {'':10} {'ours tok/s':>12} {'HF tok/s':>12} {'speedup':>8}")
-    for key in ("train", "generate", "eval"):
+    keys = ["train", "generate", "eval"] + (["generate600"] if "generate600_speedup" in r else [])
+    for key in keys:
         print(
             f"  {key:10} {r[key + '_tokens_per_s']:12,.0f} "
             f"{r['hf_' + key + '_tokens_per_s']:12,.0f} "
             f"{r[key + '_speedup']:7.2f}x"
+        )
+    if "generate600_slide_tokens_per_s" in r:
+        print(
+            f"  generate600 with Algorithm 1's sliding window: "
+            f"{r['generate600_slide_tokens_per_s']:,.0f} tok/s (generate() does not slide)"
         )
     print(
         f"  training {r['train_flops_per_s'] / 1e9:.1f} GFLOP/s = "

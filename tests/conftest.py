@@ -17,6 +17,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["LMCOLLAPSE_CACHE"] = os.path.join(_TMP, "lmcollapse")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+# Tiny models run fastest on one thread, and one thread per test process keeps a busy machine from
+# oversubscribing its cores (OpenMP threads spin while they wait); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402  (after the environment is set)
 from hypothesis import settings  # noqa: E402

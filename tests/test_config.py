@@ -38,8 +38,9 @@ def test_defaults_are_the_papers_hyperparameters() -> None:
         512,
     )
     s = cfg.sampling
+    assert resolve(ExperimentConfig, preset="paper-1m").sampling.num_sequences == 1_000_000
     assert (s.num_sequences, s.length, s.temperature, s.top_k, s.top_p) == (
-        1_000_000,
+        None,  # as many as D0 has stories
         600,
         1.0,
         0,
@@ -90,7 +91,7 @@ def test_precedence_defaults_preset_file_overrides(tmp_path: Path) -> None:
     assert cfg.paradigm.k == 2.0  # file over preset/defaults
     assert cfg.run.seed == 7  # --set over file
     assert cfg.run.generations == 5  # preset over defaults
-    assert cfg.training.learning_rate == 5e-4  # defaults fill the rest
+    assert cfg.training.weight_decay == 0.1  # defaults fill the rest
 
 
 def test_a_partial_section_keeps_the_parents_defaults() -> None:

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent("""
@@ -41,18 +42,22 @@ SCRIPT = textwrap.dedent("""
     shape = ModelConfig(num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=32,
                         window_size=8)
     model = build_model(shape, 16, 0)
-    cfg = TrainingConfig(batch_size=8, micro_batch_size=2, context_length=16, epochs=1,
-                         learning_rate=1e-2)
+    cfg = TrainingConfig(batch_size=8, micro_batch_size=2, context_length=16, epochs=2,
+                         learning_rate=1e-2, schedule="linear")
     data = TrainingSet.whole(TokenStore.open(out / "d0"))
-    result = train(model, data, cfg, seed=0, progress=False)
+    total = 2 * (len(data.blocks(16, seed=0)) // 8)
+    result = train(model, data, cfg, seed=0, progress=False, max_steps=total // 2)
     weights = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
     facts = {"world": num_processes(), "steps": result.steps, "tokens": result.tokens,
-             "weights": hashlib.sha256(weights).hexdigest()}
+             "weights": hashlib.sha256(weights).hexdigest(), "final_lr": result.final_lr,
+             "total": total}
     (out / f"rank{process_index()}.json").write_text(json.dumps(facts))
     if state.is_main_process:
         model.save_pretrained(out / "model")
     from lmcollapse.sample import generate_corpus
     generate_corpus(model.eval(), out / "s1", num_sequences=10, length=12, batch_size=3, context=16,
+                    eos_id=0, vocab_size=16, seed=7, progress=False)
+    generate_corpus(model, out / "s2", min_stories=25, length=12, batch_size=3, context=16,
                     eos_id=0, vocab_size=16, seed=7, progress=False)
 """)
 
@@ -82,7 +87,10 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["weights"] == ranks[1]["weights"]  # DDP kept the replicas identical
-    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    assert ranks[0]["steps"] == ranks[1]["steps"] == ranks[0]["total"] // 2 > 0
+    # the linear schedule is half way after half the steps (not run twice as fast by two processes)
+    expected = 1e-2 * (1 - ranks[0]["steps"] / ranks[0]["total"])
+    assert ranks[0]["final_lr"] == pytest.approx(expected, rel=1e-6)
     saved = [p for p in tmp_path.iterdir() if (p / "config.json").is_file()]
     assert [p.name for p in saved] == ["model"]
     from lmcollapse.models import load_model
@@ -109,3 +117,8 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
     assert two.meta["provenance"]["shards"] == 2
     assert two.checksum() == one.checksum() and np.array_equal(two.offsets, one.offsets)
     assert not list(tmp_path.glob("s1.shard*"))
+    # with a story target, two processes cut the corpus where one process stops
+    generate_corpus(model, tmp_path / "single2", min_stories=25, length=12, batch_size=3,
+                    context=16, eos_id=0, vocab_size=16, seed=7, progress=False)  # fmt: skip
+    two, one = TokenStore.open(tmp_path / "s2"), TokenStore.open(tmp_path / "single2")
+    assert two.checksum() == one.checksum() and one.num_stories >= 25

@@ -113,7 +113,7 @@ def test_a_target_whose_probability_underflows_keeps_its_exact_loss() -> None:
     h = torch.tensor([[200.0, 0.0], [1.0, 0.0]])
     w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # logits (200, 0, -200) and (1, 0, -1)
     y = torch.tensor([2, 0])
-    loss = FusedLinearCrossEntropy.apply(h, w, y, -100)
+    loss = FusedLinearCrossEntropy.apply(h, w, y, -100, False)
     assert float(loss) == pytest.approx(float(F.cross_entropy(h @ w.T, y)), rel=1e-6)
     assert float(loss) > 199  # -log p = 400 for the first row: not inf
 
@@ -422,5 +422,224 @@ def test_presets_are_the_papers_models() -> None:
 def test_experiment_presets_use_the_named_model_sizes() -> None:
     from lmcollapse.config import ExperimentConfig, resolve
 
-    for preset, size in [("demo", "tiny"), ("paper-1m", "paper-1m"), ("paper-33m", "paper-33m")]:
+    for preset, size in [
+        ("demo", "tiny"),
+        ("paper-1m", "paper-1m"),
+        ("paper-33m", "paper-33m"),
+        ("demo-accumulate-subsample", "tiny"),
+        ("paper-1m-accumulate-subsample", "paper-1m"),
+        ("paper-33m-accumulate-subsample", "paper-33m"),
+    ]:
         assert resolve(ExperimentConfig, preset=preset).model == model_config(size), preset
+
+
+def test_a_story_target_stops_at_the_first_batch_that_reaches_it(tmp_path: Path) -> None:
+    model = small(vocab=40, positions=32).eval()
+    kw = {
+        "length": 30,
+        "batch_size": 4,
+        "context": 16,
+        "eos_id": 0,
+        "vocab_size": 40,
+        "seed": 3,
+        "progress": False,
+    }
+    r = generate_corpus(model, tmp_path / "s", min_stories=13, **kw)
+    store = TokenStore.open(tmp_path / "s")
+    counts = store.meta["provenance"]["batch_counts"]
+    stories = [counts[str(b)][1] for b in range(len(counts))]
+    assert store.num_stories == r.stories == sum(stories) >= 13
+    assert sum(stories[:-1]) < 13  # the batch before the last did not reach it
+    full = generate_corpus(model, tmp_path / "f", num_sequences=4 * len(counts), **kw)
+    assert (
+        full.stories == r.stories and TokenStore.open(tmp_path / "f").checksum() == store.checksum()
+    )
+    with pytest.raises(InvalidInput, match="exactly one of num_sequences and min_stories"):
+        generate_corpus(model, tmp_path / "x", **kw)
+
+
+def test_fused_loss_over_many_chunks_without_grad_and_under_autocast(monkeypatch) -> None:
+    import lmcollapse.models.gpt_neo as gn
+
+    monkeypatch.setattr(gn, "CE_CHUNK_TOKENS", 7)  # 60 tokens: 9 chunks, the last partial
+    model = small()
+    x, y = torch.randint(0, 97, (3, 20)), torch.randint(0, 97, (3, 20))
+    y[1, 3:9] = -100  # ignored targets across a chunk boundary
+    loss = model(x, y)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    ref = F.cross_entropy(model(x).reshape(-1, 97), y.reshape(-1), ignore_index=-100)
+    ref.backward()
+    assert float(loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
+    assert all((grads[n] - p.grad).abs().max() < 1e-6 for n, p in model.named_parameters())
+    with torch.no_grad():
+        assert float(model(x, y)) == pytest.approx(float(ref.detach()), rel=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x, y)
+    assert float(low.detach()) == pytest.approx(float(ref.detach()), rel=3e-2)
+    with pytest.raises(InvalidInput, match=r"target ids must be in \[0, 97\) or -100"):
+        model(x, torch.full((3, 20), -5))
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path, monkeypatch) -> None:
+    import lmcollapse.evaluate.perplexity as pp
+
+    store = write_store(tmp_path / "d0", _easy_stories(200), 12)
+    losses = iter([3.0, 2.0, 2.5, 2.6, 2.7])
+    snapshots = []
+
+    def fake_perplexity(model, *_, **__):  # the held-out loss of each epoch, chosen here
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"loss": next(losses)}
+
+    monkeypatch.setattr(pp, "perplexity", fake_perplexity)
+    cfg = TrainingConfig(
+        learning_rate=3e-3,
+        batch_size=8,
+        micro_batch_size=8,
+        context_length=32,
+        early_stopping=True,
+        max_epochs=5,
+        patience=1,
+    )
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(
+            num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
+        ),
+        12,
+        0,
+    )
+    result = train(model, TrainingSet.whole(store), cfg, seed=0, holdout=store, progress=False)
+    assert (
+        result.epochs == 3 and result.best_epoch == 2 and result.holdout_losses == [3.0, 2.0, 2.5]
+    )
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)  # epoch 2's weights
+    assert not all(torch.equal(final[k], snapshots[2][k]) for k in final)
+
+
+def test_accumulated_micro_batches_equal_one_batch(tmp_path: Path) -> None:
+    store = write_store(tmp_path / "d0", _easy_stories(300), 12)
+    shape = ModelConfig(
+        num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
+    )
+    states = []
+    for micro in (16, 8, 4):
+        torch.manual_seed(0)
+        model = build_model(shape, 12, 0)
+        cfg = TrainingConfig(
+            batch_size=16,
+            micro_batch_size=micro,
+            context_length=32,
+            epochs=1,
+            grad_clip=None,
+            learning_rate=1e-2,
+        )
+        train(model, TrainingSet.whole(store), cfg, seed=0, progress=False)
+        states.append(model.state_dict())
+    for other in states[1:]:
+        assert all((states[0][k] - other[k]).abs().max() < 1e-5 for k in other)
+
+
+def test_learning_rate_schedules() -> None:
+    from lmcollapse.train import lr_lambda
+
+    const, cos, lin = (lr_lambda(s, 2, 10) for s in ("constant", "cosine", "linear"))
+    assert [const(s) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]  # linear warmup over 2 steps
+    assert lin(2) == 1.0 and lin(6) == pytest.approx(0.5) and lin(10) == 0.0
+    assert (
+        cos(2) == pytest.approx(1.0)
+        and cos(6) == pytest.approx(0.5)
+        and cos(10) == pytest.approx(0.0)
+    )
+
+
+def test_untied_checkpoints_load_with_their_own_output_layer(tmp_path: Path) -> None:
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    cfg = GPTNeoConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        max_position_embeddings=32,
+        window_size=8,
+        attention_types=[[["global", "local"], 1]],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(1)
+    hf = GPTNeoForCausalLM(cfg).eval()
+    hf.save_pretrained(str(tmp_path / "u"))
+    ours = load_model(tmp_path / "u").eval()
+    assert ours.lm_head.weight is not ours.transformer.wte.weight
+    x = torch.randint(0, 50, (2, 12))
+    with torch.no_grad():
+        assert (ours(x) - hf(x).logits).abs().max() < 1e-5
+    ours.save_pretrained(tmp_path / "again")
+    assert (load_model(tmp_path / "again")(x) - ours(x)).abs().max() < 1e-6
+
+
+def test_any_hugging_face_causal_lm_through_the_fallback(tmp_path: Path) -> None:
+    from transformers import LlamaConfig
+
+    LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    ).save_pretrained(str(tmp_path / "cfg"))
+    store = write_store(tmp_path / "d0", _easy_stories(200), 12)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="hf", hf_config=str(tmp_path / "cfg")), 12, 0)
+    assert model.shape.vocab_size == 12 and model.new_cache(2, 8) is None
+    cfg = TrainingConfig(
+        learning_rate=3e-3, batch_size=8, micro_batch_size=8, context_length=32, epochs=1
+    )
+    result = train(model, TrainingSet.whole(store), cfg, seed=0, progress=False)
+    assert result.losses[0] < np.log(12)
+    assert perplexity(model, store, context=32, max_stories=20)["perplexity"] < 12
+    rows = sample_batch(
+        model.eval(), 3, 10, eos_id=0, context=16, generator=torch.Generator().manual_seed(0)
+    )
+    assert [len(r) for r in rows] == [10, 10, 10]
+    model.save_pretrained(tmp_path / "saved")
+    again = load_model(tmp_path / "saved")
+    x = torch.randint(0, 12, (1, 9))
+    with torch.no_grad():
+        assert (again(x) - model(x)).abs().max() < 1e-5
+
+
+def test_bad_sampling_input(tmp_path: Path) -> None:
+    model = small(vocab=40, positions=32).eval()
+    g = torch.Generator()
+    for kwargs, message in [
+        ({"context": 0}, "context must be >= 1"),
+        ({"eos_id": 40}, "end-of-text id 40 is outside"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            sample_batch(model, 2, 5, **{"eos_id": 0, "context": 16, "generator": g, **kwargs})
+    with pytest.raises(InvalidInput, match="batch must be >= 1"):
+        sample_batch(model, 0, 5, eos_id=0, context=16, generator=g)
+    with pytest.raises(
+        InvalidInput, match="the model can emit 40 ids but the corpus vocabulary is 30"
+    ):
+        generate_corpus(
+            model,
+            tmp_path / "s",
+            num_sequences=2,
+            length=4,
+            batch_size=2,
+            context=16,
+            eos_id=0,
+            vocab_size=30,
+            seed=0,
+            progress=False,
+        )
+    with pytest.raises(InvalidInput, match=r"hidden_size: 30 is not divisible by num_heads=4"):
+        build_model(ModelConfig(num_layers=2, hidden_size=30, num_heads=4), 50, 0)
+    with pytest.raises(InvalidInput, match="attention_pattern"):
+        build_model(ModelConfig(num_layers=2, attention_pattern=("global", "locall")), 50, 0)

@@ -87,6 +87,26 @@ def distributed_state(device: str | torch.device = "auto") -> Any:
     return PartialState(cpu=dev.type == "cpu")
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every process's `obj` (a list of one without a launcher)."""
+    if num_processes() == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * num_processes()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
+    """A tqdm bar for one phase (train, sample), off on non-main processes and when asked."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False
+    )
+
+
 def describe_hardware() -> dict[str, Any]:
     """What the run ran on, for manifests and reports."""
     info: dict[str, Any] = {

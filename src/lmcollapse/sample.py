@@ -22,6 +22,7 @@ joins the shards in batch order.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from dataclasses import dataclass
@@ -91,12 +92,14 @@ def draw(probs: Tensor, generator: torch.Generator) -> Tensor:
         mass = torch.cat([mass, probs[:, full:].sum(dim=-1, keepdim=True)], dim=1)
     cdf = torch.cumsum(mass.double(), dim=-1)
     u = torch.rand(b, 2, generator=generator, dtype=torch.float64, device=probs.device)
-    blk = torch.searchsorted(cdf, u[:, :1] * cdf[:, -1:]).clamp_(max=cdf.shape[1] - 1)
+    # side="right": the first cumulative sum above the draw, never a zero-mass block or token
+    blk = torch.searchsorted(cdf, u[:, :1] * cdf[:, -1:], side="right").clamp_(max=cdf.shape[1] - 1)
     idx = blk * _BLOCK + torch.arange(_BLOCK, device=probs.device)  # (B, BLOCK)
     inside = idx < v
     inner = probs.gather(1, idx.clamp(max=v - 1)).double() * inside
     inner_cdf = torch.cumsum(inner, dim=-1)
-    pos = torch.searchsorted(inner_cdf, u[:, 1:] * inner_cdf[:, -1:]).clamp_(max=_BLOCK - 1)
+    pos = torch.searchsorted(inner_cdf, u[:, 1:] * inner_cdf[:, -1:], side="right")
+    pos = pos.clamp_(max=_BLOCK - 1)
     return idx.gather(1, pos)[:, 0].clamp_(max=v - 1)
 
 
@@ -115,39 +118,50 @@ def sample_batch(
     """`batch` sequences of up to `length` generated tokens each (the start token excluded)."""
     if length < 1:
         raise InvalidInput(f"sampling length must be >= 1, got {length}")
-    positions = model.shape.max_positions
+    if batch < 1:
+        raise InvalidInput(f"sampling batch must be >= 1, got {batch}")
+    if context < 1:
+        raise InvalidInput(f"sampling context must be >= 1 token, got {context}")
+    positions, vocab = model.shape.max_positions, model.shape.vocab_size
     if context > positions:
         raise InvalidInput(f"sampling context {context} exceeds the model's {positions} positions")
+    if not 0 <= eos_id < vocab:
+        raise InvalidInput(
+            f"end-of-text id {eos_id} is outside the model's vocabulary [0, {vocab})"
+        )
     params.check()
     device = next(model.parameters()).device
     seq = torch.full((batch, length + 1), eos_id, dtype=torch.long, device=device)
-    active = torch.arange(batch, device=device)  # rows still generating (story mode drops rows)
+    rows = torch.arange(batch, device=device)  # the sequences the model is running
+    alive = torch.ones(batch, dtype=torch.bool, device=device)  # ... and which of them still count
     done_at = torch.full((batch,), length, dtype=torch.long)
     cache = model.new_cache(batch, min(context, length + 1))  # None: recompute every step
-    buf = torch.empty(batch, model.shape.vocab_size, dtype=torch.float32, device=device)
+    buf = torch.empty(batch, vocab, dtype=torch.float32, device=device)
     probs_buf = torch.empty_like(buf)  # both reused every step: no per-step allocation of (B, V)
     logits = model.next_token_logits(seq[:, :1], cache=cache, out=buf)
     for t in range(1, length + 1):
         tok = draw(next_token_probs(logits, params, probs_buf), generator)
-        seq[active, t] = tok
+        seq[rows[alive], t] = tok[alive]
         if stop_at_eos:
-            ended = tok == eos_id
+            ended = alive & (tok == eos_id)
             if bool(ended.any()):
-                done_at[active[ended].cpu()] = t
-                keep = ~ended
-                active, tok = active[keep], tok[keep]
-                if active.numel() == 0:
+                done_at[rows[ended].cpu()] = t
+                alive &= ~ended
+                if not bool(alive.any()):
                     break
-                if cache is not None:
-                    cache.keep_rows(keep)
+                if 2 * int(alive.sum()) < len(rows):  # compact rarely: copying the cache costs
+                    if cache is not None:
+                        cache.keep_rows(alive)
+                    rows, tok, alive = rows[alive], tok[alive], alive[alive]
         if t == length:
             break
         if cache is not None and t < context:  # the window still fits: one cached step
             logits = model.next_token_logits(tok[:, None], cache=cache, out=buf)
         else:  # Algorithm 1's queue: the last `context` tokens, positions 0..context-1
-            logits = model.next_token_logits(seq[active, max(0, t + 1 - context) : t + 1], out=buf)
-    rows = seq[:, 1:].cpu().numpy()
-    return [rows[i, : int(done_at[i])] for i in range(batch)]
+            window = seq[rows, max(0, t + 1 - context) : t + 1]
+            logits = model.next_token_logits(window, out=buf)
+    out = seq[:, 1:].cpu().numpy()
+    return [out[i, : int(done_at[i])] for i in range(batch)]
 
 
 def to_stories(tokens: np.ndarray, eos_id: int) -> list[np.ndarray]:
@@ -182,28 +196,44 @@ def generate_corpus(
     model: Any,
     out: str | Path,
     *,
-    num_sequences: int,
     length: int,
     batch_size: int,
     context: int,
     eos_id: int,
     vocab_size: int,
     seed: int,
+    num_sequences: int | None = None,
+    min_stories: int | None = None,
     mode: str = "stream",
     params: SamplingParams = SamplingParams(),
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> SampleResult:
-    """Generate `num_sequences` sequences into a token store at `out` (one story per unit)."""
-    from lmcollapse.runtime import num_processes, process_index
+    """Generate a corpus into a token store at `out` (one stored unit per story).
 
-    if num_sequences < 1 or batch_size < 1:
-        raise InvalidInput("num_sequences and batch_size must be >= 1")
+    Either `num_sequences` sequences, or — with `min_stories` — whole batches until the corpus
+    holds at least that many stories (every sequence gives at least one, so this ends). The
+    corpus is the same whatever the number of processes: batch b is seeded by (seed, b), and with
+    a story target the cut is made after the first batch, in batch order, that reaches it.
+    """
+    from lmcollapse.runtime import num_processes, process_index, progress_bar
+
+    if (num_sequences is None) == (min_stories is None):
+        raise InvalidInput("give exactly one of num_sequences and min_stories")
+    if (
+        (num_sequences is not None and num_sequences < 1)
+        or batch_size < 1
+        or (min_stories or 1) < 1
+    ):
+        raise InvalidInput("num_sequences, min_stories and batch_size must be >= 1")
     if mode not in ("stream", "story"):
         raise InvalidInput(f"sampling mode must be stream or story, got {mode!r}")
+    if model.shape.vocab_size > vocab_size:
+        raise InvalidInput(
+            f"the model can emit {model.shape.vocab_size} ids but the corpus vocabulary is "
+            f"{vocab_size}: give the model's vocabulary"
+        )
     rank, world = process_index(), num_processes()
-    n_batches = -(-num_sequences // batch_size)
-    mine = list(range(rank, n_batches, world))
     target = Path(out) if world == 1 else Path(f"{out}.shard{rank}")
     prov = {
         **(provenance or {}),
@@ -215,85 +245,121 @@ def generate_corpus(
             "top_k": params.top_k,
             "top_p": params.top_p,
             "context": context,
-            "batches": mine,
             "batch_size": batch_size,
+            "num_sequences": num_sequences,
+            "min_stories": min_stories,
         },
     }
     stats = SampleResult(0, 0, 0, 0, 0.0)
+    device = next(model.parameters()).device
     t0 = time.perf_counter()
-    bar = _progress(len(mine) * batch_size, progress and rank == 0)
-    batch_stories: dict[str, int] = {}  # stories per batch, for joining shards in batch order
+    total = num_sequences if num_sequences is not None else None
+    bar = progress_bar(total, "sample", "seq" if total else "story", progress and rank == 0)
+    per_batch: dict[str, list[int]] = {}  # batch -> [sequences, stories, tokens, unfinished]
+    last = None  # with a story target: the last batch of the corpus, once known
     with TokenStoreWriter(
         target, vocab_size=vocab_size, eos_id=eos_id, provenance=prov, overwrite=True
     ) as w:
-        for b in mine:
-            before = stats.stories
-            rows = min(batch_size, num_sequences - b * batch_size)
-            g = torch.Generator(device=next(model.parameters()).device).manual_seed(
-                _batch_seed(seed, b)
+        for round_ in itertools.count():
+            b = round_ * world + rank
+            rows = (
+                batch_size
+                if num_sequences is None
+                else min(batch_size, num_sequences - b * batch_size)
             )
-            for seq in sample_batch(
-                model,
-                rows,
-                length,
-                eos_id=eos_id,
-                context=context,
-                generator=g,
-                params=params,
-                stop_at_eos=mode == "story",
-            ):
-                stories = to_stories(seq, eos_id)
-                stats.unfinished += int(len(seq) == 0 or seq[-1] != eos_id)
-                stats.tokens += len(seq)
-                stats.stories += len(stories)
-                for s in stories:
-                    w.add(s)
-            stats.sequences += rows
-            batch_stories[str(b)] = stats.stories - before
-            bar.update(rows)
-        w.provenance["batch_stories"] = batch_stories
+            if rows > 0:
+                g = torch.Generator(device=device).manual_seed(_batch_seed(seed, b))
+                counts = [rows, 0, 0, 0]
+                for seq in sample_batch(
+                    model,
+                    rows,
+                    length,
+                    eos_id=eos_id,
+                    context=context,
+                    generator=g,
+                    params=params,
+                    stop_at_eos=mode == "story",
+                ):
+                    stories = to_stories(seq, eos_id)
+                    counts[1] += len(stories)
+                    counts[2] += len(seq)
+                    counts[3] += int(len(seq) == 0 or seq[-1] != eos_id)
+                    for story in stories:
+                        w.add(story)
+                per_batch[str(b)] = counts
+                bar.update(rows if total else counts[1])
+            if num_sequences is not None:
+                if (round_ + 1) * world * batch_size >= num_sequences:
+                    break
+                continue
+            last = _story_target_reached(per_batch, round_, world, min_stories)
+            if last is not None:
+                break
+        w.provenance["batch_counts"] = per_batch
     bar.close()
     if world > 1:
-        _join_shards(Path(out), world, n_batches, next(model.parameters()).device)
+        _join_shards(Path(out), world, device, last)
+    kept = TokenStore.open(out).meta["provenance"]["batch_counts"].values()  # after the join
+    stats.sequences, stats.stories, stats.tokens, stats.unfinished = (
+        sum(c[i] for c in kept) for i in range(4)
+    )
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _story_target_reached(
+    per_batch: dict[str, list[int]], round_: int, world: int, min_stories: int | None
+) -> int | None:
+    """With a story target: the batch (in batch order) where the corpus reaches it, or None."""
+    from lmcollapse.runtime import all_gather_object
+
+    counts = {int(b): c[1] for b, c in per_batch.items()}
+    if world > 1:
+        merged: dict[int, int] = {}
+        for part in all_gather_object(counts):
+            merged.update(part)
+        counts = merged
+    cumulative = 0
+    for b in range((round_ + 1) * world):
+        cumulative += counts.get(b, 0)
+        if cumulative >= (min_stories or 0):
+            return b
+    return None
 
 
 def _batch_seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch, 0x5A3]).generate_state(1)[0])
 
 
-def _join_shards(out: Path, world: int, n_batches: int, device: torch.device) -> None:
-    """Process 0 writes the shards' stories into `out` in batch order; the others wait."""
+def _join_shards(out: Path, world: int, device: torch.device, last: int | None) -> None:
+    """Process 0 writes the shards' stories into `out` in batch order (up to batch `last` when a
+    story target cut the corpus there); the others wait."""
     from lmcollapse.runtime import distributed_state
 
     state = distributed_state(device)
     state.wait_for_everyone()
     if state.is_main_process:
         shards = [TokenStore.open(f"{out}.shard{r}") for r in range(world)]
+        counts = {
+            int(b): c for sh in shards for b, c in sh.meta["provenance"]["batch_counts"].items()
+        }
+        kept = {str(b): c for b, c in sorted(counts.items()) if last is None or b <= last}
         meta = shards[0].meta
+        prov = {**meta["provenance"], "shards": world, "batch_counts": kept}
         with TokenStoreWriter(
             out,
             vocab_size=meta["vocab_size"],
             eos_id=meta["eos_id"],
-            provenance={**meta["provenance"], "shards": world},
+            provenance=prov,
             overwrite=True,
         ) as w:
             cursors = [0] * world
-            for b in range(n_batches):
-                r = b % world
-                shard = shards[r]  # holds its batches in order: read on from its cursor
-                n_stories = shard.meta["provenance"]["batch_stories"][str(b)]
-                idx = np.arange(cursors[r], cursors[r] + n_stories)
-                for toks, lens in shard.gather(idx):
+            for b in sorted(int(k) for k in kept):
+                r = b % world  # a shard holds its batches in order: read on from its cursor
+                n_stories = counts[b][1]
+                for toks, lens in shards[r].gather(np.arange(cursors[r], cursors[r] + n_stories)):
                     w.add_flat(toks, lens)
                 cursors[r] += n_stories
         for r in range(world):
             shutil.rmtree(f"{out}.shard{r}", ignore_errors=True)
     state.wait_for_everyone()
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="sample", unit="seq", disable=not enabled, dynamic_ncols=True)

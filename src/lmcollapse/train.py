@@ -41,21 +41,24 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean training loss per epoch
     holdout_losses: list[float] = field(default_factory=list)  # per epoch, when evaluated
     best_epoch: int | None = None
+    final_lr: float | None = None  # the learning rate after the last optimizer step
 
     @property
     def tokens_per_second(self) -> float:
+        """Training throughput over the whole run."""
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and embeddings; none on biases and LayerNorm (HF Trainer's rule)."""
+    """Weight decay on matrices and embeddings; none on biases and normalisation weights
+    (LayerNorm, RMSNorm, ...: the Hugging Face Trainer's rule)."""
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            if name == "bias" or isinstance(module, torch.nn.LayerNorm):
+            if name == "bias" or "norm" in type(module).__name__.lower():
                 no_decay.append(p)
             else:
                 decay.append(p)
@@ -99,7 +102,7 @@ def train(
     max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
     """
     from lmcollapse.evaluate.perplexity import perplexity
-    from lmcollapse.runtime import num_processes
+    from lmcollapse.runtime import num_processes, progress_bar
 
     world = num_processes()
     micro = cfg.micro_batch_size
@@ -109,51 +112,59 @@ def train(
             f"processes = {micro} × {world}"
         )
     accum = cfg.batch_size // (micro * world)
-    vocab = getattr(model, "shape", None)
-    if vocab is not None and data.stores and data.stores[0].vocab_size > model.shape.vocab_size:
+    shape = getattr(model, "shape", None)
+    if shape is not None and data.vocab_size > shape.vocab_size:
         raise InvalidInput(
-            f"the data's vocabulary ({data.stores[0].vocab_size}) does not fit the model's "
-            f"({model.shape.vocab_size}): set model.vocab_size to at least the tokenizer's"
+            f"the data's vocabulary ({data.vocab_size}) does not fit the model's "
+            f"({shape.vocab_size}): set model.vocab_size to at least the tokenizer's"
         )
-    positions = getattr(getattr(model, "shape", None), "max_positions", None)
-    if positions is not None and cfg.context_length > positions:
+    if shape is not None and cfg.context_length > shape.max_positions:
         raise InvalidInput(
-            f"training.context_length={cfg.context_length} exceeds the model's {positions} "
-            "positions"
+            f"training.context_length={cfg.context_length} exceeds the model's "
+            f"{shape.max_positions} positions"
         )
+    torch.manual_seed(seed)  # dropout, if the architecture has any
     acc = make_accelerator(cfg.precision, device, accum)
     early = cfg.early_stopping and holdout is not None
     n_epochs = cfg.max_epochs if early else (epochs or cfg.epochs)
 
-    first = data.blocks(cfg.context_length, seed=seed)
-    steps_per_epoch = math.ceil(len(first) / (micro * world) / accum)
-    total_steps = (
-        steps_per_epoch * n_epochs
-        if max_steps is None
-        else min(max_steps, steps_per_epoch * n_epochs)
-    )
+    def epoch_blocks(epoch: int) -> torch.utils.data.Dataset:
+        # Whole optimizer steps only: every step averages exactly batch_size blocks, split evenly
+        # over the processes (the leftover blocks, fewer than one batch, wait for the next epoch's
+        # shuffle). A partial step would weigh its blocks differently.
+        blocks = data.blocks(cfg.context_length, seed=seed + epoch)
+        usable = len(blocks) // cfg.batch_size * cfg.batch_size
+        if usable == 0:
+            raise InvalidInput(
+                f"the training set makes {len(blocks)} blocks of {cfg.context_length} tokens, "
+                f"fewer than one batch of {cfg.batch_size}: lower training.batch_size or "
+                "training.context_length"
+            )
+        return torch.utils.data.Subset(blocks, range(usable))
+
+    first = epoch_blocks(0)
+    steps_per_epoch = len(first) // cfg.batch_size
+    total_steps = steps_per_epoch * n_epochs  # the schedule's horizon (max_steps only stops early)
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
-        lr=cfg.learning_rate,
-        betas=cfg.betas,
-        foreach=True,
+        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.betas, foreach=True
     )
+    # Stepped here once per optimizer step (accelerate would step a prepared scheduler once per
+    # process per step, running the schedule `processes` times too fast).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.schedule, cfg.warmup_steps, total_steps)
     )
-    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    model, optimizer = acc.prepare(model, optimizer)
     result = TrainResult(epochs=0, steps=0, tokens=0, seconds=0.0)
     best, best_state, stale = math.inf, None, 0
-    bar = _progress(total_steps, progress and acc.is_main_process)
+    shown = total_steps if max_steps is None else min(max_steps, total_steps)
+    bar = progress_bar(shown, "train", "step", progress and acc.is_main_process)
     t0 = time.perf_counter()
     for epoch in range(n_epochs):
-        blocks = first if epoch == 0 else data.blocks(cfg.context_length, seed=seed + epoch)
-        loader = torch.utils.data.DataLoader(
-            blocks, batch_size=micro, shuffle=False, drop_last=False
-        )
-        loader = acc.prepare(loader)
+        blocks = first if epoch == 0 else epoch_blocks(epoch)
+        loader = acc.prepare(torch.utils.data.DataLoader(blocks, batch_size=micro, shuffle=False))
         model.train()
-        running, count = 0.0, 0
+        running = torch.zeros(())
+        count = 0
         for batch in loader:
             with acc.accumulate(model):
                 loss = model(batch[:, :-1], batch[:, 1:])
@@ -161,45 +172,38 @@ def train(
                 if cfg.grad_clip is not None and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            running += float(loss.detach())
+            running += loss.detach().cpu()
             count += 1
             result.tokens += batch[:, 1:].numel() * world
             if acc.sync_gradients:
+                scheduler.step()
                 result.steps += 1
                 bar.update(1)
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(
-                    loss=f"{running / count:.3f}", tok_s=f"{result.tokens / elapsed:,.0f}"
+                    loss=f"{float(running) / count:.3f}", tok_s=f"{result.tokens / elapsed:,.0f}"
                 )
                 if max_steps is not None and result.steps >= max_steps:
                     break
         result.epochs = epoch + 1
-        result.losses.append(running / max(count, 1))
+        result.losses.append(float(running) / max(count, 1))
         if max_steps is not None and result.steps >= max_steps:
             break
         if early:
-            loss_h = perplexity(acc.unwrap_model(model), holdout, context=cfg.context_length)[
-                "loss"
-            ]
-            result.holdout_losses.append(loss_h)
-            if loss_h < best - 1e-6:
-                best, stale, result.best_epoch = loss_h, 0, epoch + 1
+            loss_h = perplexity(acc.unwrap_model(model), holdout, context=cfg.context_length)
+            result.holdout_losses.append(loss_h["loss"])
+            if loss_h["loss"] < best - 1e-6:
+                best, stale, result.best_epoch = loss_h["loss"], 0, epoch + 1
                 best_state = copy.deepcopy(acc.unwrap_model(model).state_dict())
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
     bar.close()
+    result.final_lr = float(optimizer.param_groups[0]["lr"])
     result.seconds = time.perf_counter() - t0
     if best_state is not None:
         acc.unwrap_model(model).load_state_dict(best_state)
     acc.wait_for_everyone()
     return result
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)

@@ -37,3 +37,25 @@ def given(flags: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
         if value is not None and value != ():
             out[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+class GreedyNextCommand(click.Command):
+    """Lets --next take several values: `--next ' was' ' were'` reads as `--next ' was' --next
+    ' were'` (values up to the next option; write `--next=-x` for a token that starts with '-')."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        state = "other"  # "value": the next arg is --next's own value; "more": extra values
+        for arg in args:
+            if arg == "--next":
+                state = "value"
+                out.append(arg)
+            elif state == "value":
+                state = "more"
+                out.append(arg)
+            elif state == "more" and not arg.startswith("-"):
+                out += ["--next", arg]
+            else:
+                state = "other"
+                out.append(arg)
+        return super().parse_args(ctx, out)

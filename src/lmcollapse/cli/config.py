@@ -56,5 +56,7 @@ def config_docs(is_theory: bool) -> None:
 @click.command(context_settings=CONTEXT_SETTINGS)
 def presets() -> None:
     """List the experiment presets shipped with the package."""
-    for name in preset_names():
-        click.echo(f"{name:<12} {preset_description(name)}")
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        click.echo(f"{name:<{width}}  {preset_description(name)}")

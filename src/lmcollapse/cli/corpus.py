@@ -10,7 +10,12 @@ from typing import Any
 
 import click
 
-from lmcollapse.cli.common import CONTEXT_SETTINGS, experiment_config_options, given
+from lmcollapse.cli.common import (
+    CONTEXT_SETTINGS,
+    GreedyNextCommand,
+    experiment_config_options,
+    given,
+)
 from lmcollapse.config import ExperimentConfig, resolve
 from lmcollapse.errors import InvalidInput
 
@@ -77,29 +82,7 @@ def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
     return deep_merge({"data": data} if data else {}, parse_overrides(sets))
 
 
-class _GreedyNextCommand(click.Command):
-    """Lets --next take several values: `--next ' was' ' were'` reads as `--next ' was' --next
-    ' were'` (values up to the next option; write `--next=-x` for a token that starts with '-')."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        out: list[str] = []
-        state = "other"  # "value": the next arg is --next's own value; "more": extra values
-        for arg in args:
-            if arg == "--next":
-                state = "value"
-                out.append(arg)
-            elif state == "value":
-                state = "more"
-                out.append(arg)
-            elif state == "more" and not arg.startswith("-"):
-                out += ["--next", arg]
-            else:
-                state = "other"
-                out.append(arg)
-        return super().parse_args(ctx, out)
-
-
-@corpus.command("stats", cls=_GreedyNextCommand, context_settings=CONTEXT_SETTINGS)
+@corpus.command("stats", cls=GreedyNextCommand, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data",
     "source",

@@ -346,14 +346,34 @@ def preset_description(name: str, package: str = "lmcollapse.presets") -> str:
     return ""
 
 
-def load_preset(name: str, package: str = "lmcollapse.presets") -> dict[str, Any]:
-    """A shipped preset as plain data (merged over the dataclass defaults by `resolve`)."""
+def load_preset(
+    name: str, package: str = "lmcollapse.presets", _seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A shipped preset as plain data (merged over the dataclass defaults by `resolve`), with
+    the preset it `extends` merged underneath."""
     names = preset_names(package)
     if name not in names:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(names)}")
+    if name in _seen:
+        raise ConfigError(f"presets extend each other in a circle: {' -> '.join((*_seen, name))}")
     text = (resources.files(package) / f"{name}.yaml").read_text(encoding="utf-8")
     data = _parse_yaml(text, f"preset {name}")
-    return dict(data or {})
+    return with_base(dict(data or {}), f"preset {name}", package, (*_seen, name))
+
+
+def with_base(
+    data: dict[str, Any],
+    source: str | None,
+    package: str = "lmcollapse.presets",
+    _seen: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """`extends: PRESET` at the top of a preset or config file: the file is merged over it."""
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"extends: expected a preset name, got {base!r}", source)
+    return deep_merge(load_preset(base, package, _seen), data)
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -412,7 +432,7 @@ def resolve(
         data = deep_merge(data, load_preset(preset, presets_package))
         source = f"preset {preset}"
     if config is not None:
-        data = deep_merge(data, read_yaml_file(config))
+        data = deep_merge(data, with_base(read_yaml_file(config), str(config), presets_package))
         source = str(config)
     if overrides:
         over = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)

@@ -182,7 +182,8 @@ class TrainingConfig:
     """Passes over each generation's training set (reused for all generations)."""
     early_stopping: bool = False
     """Choose the number of epochs for generation 1 by early stopping on the held-out split and
-    reuse it for later generations, as the paper does (then `epochs` is ignored)."""
+    reuse it for later generations, as the paper does (then `epochs` is ignored; a cosine or
+    linear schedule of generation 1 then spans max_epochs)."""
     max_epochs: int = 10
     """Upper bound on epochs when early stopping."""
     patience: int = 1
@@ -223,13 +224,20 @@ class TrainingConfig:
 class SamplingConfig:
     """Generation of each synthetic corpus (Algorithm 1): every parameter explicit."""
 
-    num_sequences: int = 1_000_000
-    """Sequences generated per generation (1,000,000 in the paper)."""
+    num_sequences: int | None = None
+    """Sequences generated per generation (1,000,000 in the paper; times k under the
+    accumulating paradigms). null: as many whole batches as it takes for S_n to hold as many
+    stories as D0 (k·|D0| under the accumulating paradigms) — what the paradigms' shares need."""
     length: int = 600
     """Tokens per sequence (600 in the paper; the context slides past 512)."""
     mode: Literal["stream", "story"] = "stream"
     """`stream`: each sequence runs on across end-of-text for `length` tokens and is split into
     stories when stored (Algorithm 1). `story`: stop each sequence at its end-of-text token."""
+    slide: bool = True
+    """true: past training.context_length tokens the model sees only the last context_length
+    (Algorithm 1's queue, exact — a full forward pass of the window per token). false: the
+    context grows to the whole sequence (what transformers' generate does; length + 1 must fit
+    the model's positions) — far cheaper at 600 > 512."""
     temperature: float = 1.0
     """Softmax temperature; 1 is the paper's faithful sampling."""
     top_k: int = 0
@@ -276,17 +284,27 @@ class EvaluationConfig:
     """Next-token probes; the default is the paper's x = " there", v ∈ {" was", " were"}."""
     context_length: int = 512
     """A held-out token's context is at most this many previous tokens of its story (C.3)."""
+    perplexity_stride: int | None = None
+    """Stories longer than context_length are scored in windows advancing by this many tokens
+    (null: context_length / 2; 1: exact, context_length times the cost)."""
     max_stories: int | None = None
     """Evaluate perplexity on at most this many held-out stories (null: all)."""
     num_samples: int = 5
     """Generated stories kept per generation as samples (Table 1)."""
+    stats_tokens: int = 1_000_000
+    """Tokens sampled (whole stories, by seed) from every corpus for its statistics (distinct-n,
+    entropy, tail, KL): the same budget for D0 and each S_n, so they compare like with like."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("context_length", self.context_length, 1)
+        out += _at_least("perplexity_stride", self.perplexity_stride, 1)
+        if self.perplexity_stride is not None and self.perplexity_stride > self.context_length:
+            out.append(f"perplexity_stride: {self.perplexity_stride} exceeds context_length")
         out += _at_least("max_stories", self.max_stories, 1) + _at_least(
             "num_samples", self.num_samples, 0
         )
+        out += _at_least("stats_tokens", self.stats_tokens, 1000)
         return out
 
 
@@ -340,6 +358,11 @@ class ExperimentConfig:
             out.append(
                 f"training.context_length: {self.training.context_length} exceeds "
                 f"model.max_position_embeddings={limit}"
+            )
+        if not self.sampling.slide and self.sampling.length + 1 > limit:
+            out.append(
+                f"sampling.slide: false needs sampling.length + 1 = {self.sampling.length + 1} "
+                f"<= model.max_position_embeddings={limit}"
             )
         if self.evaluation.context_length > limit:
             out.append(

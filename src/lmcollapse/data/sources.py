@@ -205,11 +205,36 @@ def _from_hub(spec: SourceSpec) -> Iterator[str]:
     try:
         ds = load_dataset(spec.source, split=spec.split)
     except Exception as exc:  # offline, unknown name, unknown split, ...
+        if _offline(exc):
+            raise InvalidInput(
+                f"cannot load hub dataset {spec.source!r}: the Hugging Face hub is not reachable "
+                "(offline). Get the data on a connected machine, then use local files: "
+                "--set data.source=PATH (a .txt, .jsonl or .parquet file, or a directory of them)"
+            ) from None
         raise InvalidInput(
             f"cannot load hub dataset {spec.source!r} (split {spec.split!r}): {first_line(exc)}; "
-            "check the name and split, or your connection (HF_HUB_OFFLINE)"
+            "check the name and the split"
         ) from None
     return _from_dataset(ds, spec, spec.source)
+
+
+def _offline(exc: BaseException) -> bool:
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return True
+    text = f"{exc.__class__.__name__} {exc}"
+    return any(
+        s in text
+        for s in (
+            "Offline",
+            "ConnectionError",
+            "Couldn't reach",
+            "Max retries",
+            "NameResolution",
+            "Temporary failure in name resolution",
+        )
+    )
 
 
 def _from_dataset(ds: Any, spec: SourceSpec, where: str) -> Iterator[str]:

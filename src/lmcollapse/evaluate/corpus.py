@@ -16,8 +16,9 @@ overshoot it), so generations compare like with like. Measured on the sample:
                         the union of the types seen in either sample
     kl_bigram_*         the same for bigram distributions (over the union of seen bigrams)
 
-Over the whole store: stories, tokens, mean/median story length, end-of-text rate (stories per
-token). Numpy only, vectorised.
+Over the whole store: stories, tokens, mean/median story length, the share of stories cut at the
+end of their sequence (a generated corpus), and the end-of-text rate (end-of-text tokens the
+model wrote per token it wrote). Numpy only, vectorised.
 """
 
 from __future__ import annotations
@@ -163,23 +164,38 @@ def _measure(
 
 
 def _whole_store(store: TokenStore) -> dict[str, Any]:
+    """Counts over the whole store. A generated corpus records how many of its stories were cut
+    at the end of their sequence and closed with an end-of-text that the model did not write;
+    `eos_rate` counts only the end-of-text tokens the model wrote, per token it wrote."""
     lens = np.diff(np.asarray(store.offsets))
+    counts = store.meta.get("provenance", {}).get("batch_counts", {})
+    unfinished = int(sum(c[3] for c in counts.values())) if counts else 0
+    written = store.num_tokens - unfinished
     return {
         "stories": store.num_stories,
         "tokens": store.num_tokens,
+        "unfinished_share": unfinished / store.num_stories if store.num_stories else 0.0,
         "story_length_mean": float(lens.mean()) if lens.size else 0.0,
         "story_length_median": float(np.median(lens)) if lens.size else 0.0,
-        "eos_rate": store.num_stories / store.num_tokens if store.num_tokens else 0.0,
+        "eos_rate": (store.num_stories - unfinished) / written if written else 0.0,
     }
 
 
 def reference(
-    d0: TokenStore, *, sample_tokens: int = 1_000_000, tail_share: float = 0.05, seed: int = 0
+    d0: TokenStore,
+    *,
+    sample_tokens: int = 1_000_000,
+    tail_share: float = 0.05,
+    seed: int = 0,
+    vocab_size: int | None = None,
 ) -> Reference:
-    """D0's statistics and counts, to compare generated corpora with (compute once per run)."""
+    """D0's statistics and counts, to compare generated corpora with (compute once per run).
+
+    vocab_size: the ids generated corpora may hold (a model's vocabulary can exceed D0's)."""
+    vocab = max(vocab_size or 0, d0.vocab_size)
     tail = _tail(d0, tail_share)
     tokens, lens = sample_stories(d0, sample_tokens, seed)
-    stats, uni, bi = _measure(tokens, lens, d0.vocab_size, d0.eos_id, tail)
+    stats, uni, bi = _measure(tokens, lens, vocab, d0.eos_id, tail)
     stats.update(_whole_store(d0))
     stats.update(
         {
@@ -189,13 +205,16 @@ def reference(
             "kl_bigram_from_d0": 0.0,
         }
     )
-    return Reference(uni, bi, tail, d0.vocab_size, d0.eos_id, sample_tokens, stats)
+    return Reference(uni, bi, tail, vocab, d0.eos_id, sample_tokens, stats)
 
 
 def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> dict[str, Any]:
     """The statistics above for `store`, with the KL divergences from D0's (`ref`)."""
-    if store.vocab_size != ref.vocab_size:
-        raise InvalidInput(f"{store.path} has vocabulary {store.vocab_size}, D0 {ref.vocab_size}")
+    if store.vocab_size > ref.vocab_size:
+        raise InvalidInput(
+            f"{store.path} has vocabulary {store.vocab_size}, more than the reference's "
+            f"{ref.vocab_size}"
+        )
     tokens, lens = sample_stories(store, ref.sample_tokens, seed)
     stats, uni, bi = _measure(tokens, lens, ref.vocab_size, ref.eos_id, ref.tail)
     stats.update(_whole_store(store))

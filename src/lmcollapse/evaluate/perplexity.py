@@ -5,10 +5,11 @@ story's earlier tokens: the token loss of s_t is -log p̂(s_t | EOS, s_1..s_{t-1
 being at most the previous `context` tokens. The validation loss L is the mean token loss over all
 stories' tokens and the perplexity is e^L. Stories of up to `context` tokens are scored exactly,
 in one window each. A longer story is scored in windows of `context` tokens advancing by `stride`
-(default context/2): each token is scored once, in the first window where it is not in the
-overlap, so every token after the first window sees between context - stride and context - 1
-earlier tokens — the usual Hugging Face sliding-window evaluation, documented as an approximation
-of the paper's per-token context only for stories longer than the context.
+(default context/2, evaluation.perplexity_stride): each token is scored once, in the first window
+where it is not in the overlap, so every token after the first window sees between
+context - stride + 1 and context earlier tokens — the usual Hugging Face sliding-window
+evaluation, an approximation of the paper's per-token context only for stories longer than the
+context (stride 1 makes it exact, at context times the cost).
 
 Batched: windows are sorted by length and packed to a token budget, right-padded (causal
 attention means real tokens never see the padding), and only real positions reach the output
@@ -29,17 +30,18 @@ from lmcollapse.errors import InvalidInput
 
 def _windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]]:
     """(start, end, first scored) over the sequence [EOS] + story of `length` story tokens: input
-    positions start..end-1 predict start+1..end; positions before `first scored` are overlap."""
-    seq = length + 1  # with the start token
-    if seq - 1 <= context:
-        return [(0, seq - 1, 0)]
-    out, start, scored = [], 0, 0
-    while scored < seq - 1:
-        end = min(start + context, seq - 1)
+    positions start..end-1 predict start+1..end; targets up to `first scored` are the overlap,
+    already scored by an earlier window. Windows advance by `stride`; the last one ends at the
+    end of the story (right-aligned), so it too has a full context."""
+    if length <= context:
+        return [(0, length, 0)]
+    out = [(0, context, 0)]
+    scored = context
+    while scored < length:
+        end = min(scored + stride, length)
+        start = max(0, end - context)
         out.append((start, end, scored))
         scored = end
-        start = end - (context - stride) if end < seq - 1 else end
-        start = max(0, start)
     return out
 
 
@@ -63,6 +65,11 @@ def perplexity(
     if positions is not None and context > positions:
         raise InvalidInput(
             f"evaluation context {context} exceeds the model's {positions} positions"
+        )
+    vocab = getattr(getattr(model, "shape", None), "vocab_size", None)
+    if vocab is not None and store.vocab_size > vocab:
+        raise InvalidInput(
+            f"{store.path} has vocabulary {store.vocab_size}, larger than the model's {vocab}"
         )
     n = store.num_stories if max_stories is None else min(max_stories, store.num_stories)
     if n == 0:

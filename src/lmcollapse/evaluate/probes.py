@@ -24,6 +24,11 @@ def next_token_distribution(model: Any, context_ids: list[int]) -> np.ndarray:
     """p̂(·|x) over the model's vocabulary, float64, (V,)."""
     if not context_ids:
         raise InvalidInput("the probe context is empty: give text such as ' there'")
+    if max(context_ids) >= model.shape.vocab_size or min(context_ids) < 0:
+        raise InvalidInput(
+            f"probe context ids {context_ids} are outside the model's vocabulary "
+            f"[0, {model.shape.vocab_size})"
+        )
     positions = model.shape.max_positions
     if len(context_ids) > positions:
         raise InvalidInput(

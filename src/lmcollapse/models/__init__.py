@@ -62,7 +62,12 @@ def model_config(preset: str) -> ModelConfig:
 
 def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Any:
     """A freshly initialised model for a tokenizer of `vocab_size` ids (seed torch first)."""
+    from lmcollapse.config import validate
+
+    validate(cfg)  # a ModelConfig made in code gets the same checks as one from YAML
     size = cfg.vocab_size or vocab_size
+    if not 0 <= eos_id < size:
+        raise InvalidInput(f"end-of-text id {eos_id} is outside the vocabulary [0, {size})")
     if size < vocab_size:
         raise InvalidInput(
             f"model.vocab_size={cfg.vocab_size} does not fit the tokenizer's {vocab_size} ids: "
@@ -96,7 +101,11 @@ def load_model(path: str | Path) -> Any:
     config = p / "config.json"
     if not config.is_file():
         raise InvalidInput(f"{p} has no config.json: it is not a Hugging Face model directory")
-    if json.loads(config.read_text(encoding="utf-8")).get("model_type") == "gpt_neo":
+    meta = json.loads(config.read_text(encoding="utf-8"))
+    if (
+        meta.get("model_type") == "gpt_neo"
+        and meta.get("activation_function", "gelu_new") == "gelu_new"
+    ):
         return GPTNeo.from_pretrained(p)
     from lmcollapse.models.hf import HFCausalLM
 

@@ -48,13 +48,29 @@ class NeoShape:
     embed_dropout: float
     attention_dropout: float
     resid_dropout: float
+    tied: bool
 
     @classmethod
     def from_hf(cls, config: Any) -> NeoShape:
+        """The shape of a GPT-Neo config, checked: an InvalidInput names what cannot work."""
         if config.activation_function != "gelu_new":
             raise InvalidInput(
                 f"GPT-Neo activation {config.activation_function!r} is not supported by the fast "
                 "engine (gelu_new only): use model.family=hf"
+            )
+        layers = tuple(config.attention_layers)
+        unknown = sorted(set(layers) - {"global", "local"})
+        if unknown:
+            raise InvalidInput(f"attention layer types must be global or local, got {unknown}")
+        if config.vocab_size < 1 or config.hidden_size < 1 or config.num_heads < 1:
+            raise InvalidInput("vocabulary, hidden size and heads must be >= 1")
+        if config.hidden_size % config.num_heads:
+            raise InvalidInput(
+                f"hidden size {config.hidden_size} is not divisible by {config.num_heads} heads"
+            )
+        if len(layers) != config.num_layers:
+            raise InvalidInput(
+                f"{len(layers)} attention layer types for {config.num_layers} layers"
             )
         return cls(
             vocab_size=config.vocab_size,
@@ -69,6 +85,7 @@ class NeoShape:
             embed_dropout=float(config.embed_dropout),
             attention_dropout=float(config.attention_dropout),
             resid_dropout=float(config.resid_dropout),
+            tied=bool(getattr(config, "tie_word_embeddings", True)),
         )
 
 
@@ -199,6 +216,8 @@ class _AttnWrapper(nn.Module):
 
 
 class MLP(nn.Module):
+    """c_fc, gelu_new (the tanh approximation), c_proj."""
+
     def __init__(self, shape: NeoShape) -> None:
         super().__init__()
         self.c_fc = nn.Linear(shape.hidden_size, shape.intermediate_size)
@@ -210,6 +229,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+
     def __init__(self, shape: NeoShape, local: bool) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(shape.hidden_size, eps=shape.layer_norm_epsilon)
@@ -239,6 +260,7 @@ class LayerCache:
         self.k, self.v, self.length = k, v, 0
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write new keys/values (B, nh, t, hd) after the cached ones; return all of them."""
         t = k.shape[2]
         end = self.length + t
         if end > self.k.shape[2]:
@@ -288,7 +310,8 @@ class GPTNeo(nn.Module):
         self.shape = NeoShape.from_hf(config)
         self.transformer = _Transformer(self.shape)
         self.lm_head = nn.Linear(self.shape.hidden_size, self.shape.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied (GPT-Neo ties them)
+        if self.shape.tied:  # GPT-Neo ties them (a checkpoint may say otherwise)
+            self.lm_head.weight = self.transformer.wte.weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -339,7 +362,11 @@ class GPTNeo(nn.Module):
         if targets is None:
             return self.lm_head(h)
         return FusedLinearCrossEntropy.apply(
-            h.reshape(-1, h.shape[-1]), self.lm_head.weight, targets.reshape(-1), -100
+            h.reshape(-1, h.shape[-1]),
+            self.lm_head.weight,
+            targets.reshape(-1),
+            -100,
+            torch.is_grad_enabled(),
         )
 
     def token_logprobs(
@@ -385,7 +412,7 @@ class GPTNeo(nn.Module):
         state = {
             k: v.detach().contiguous().cpu()
             for k, v in self.state_dict().items()
-            if k != "lm_head.weight"
+            if k != "lm_head.weight" or not self.shape.tied
         }
         with atomic_dir(path) as tmp:
             self.config.architectures = ["GPTNeoForCausalLM"]
@@ -416,7 +443,8 @@ class GPTNeo(nn.Module):
             for k, v in state.items()
             if not k.endswith((".attn.attention.bias", ".attn.attention.masked_bias"))
         }
-        state.setdefault("lm_head.weight", state["transformer.wte.weight"])
+        if model.shape.tied:
+            state.setdefault("lm_head.weight", state["transformer.wte.weight"])
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise InvalidInput(
@@ -445,45 +473,63 @@ def softmax_into(logits: Tensor, out: Tensor, log: bool = False) -> Tensor:
 class FusedLinearCrossEntropy(torch.autograd.Function):
     """mean_t CE(h_t W^T, y_t) with its gradients computed in the forward pass, chunk by chunk.
 
-    For each chunk of tokens, in two reused float32 buffers: logits = h W^T, p = softmax(logits),
-    loss = -log p(y) (from the logits' logsumexp for a target whose p underflows), then
-    d/dlogits = (p - onehot)/N, dh = dlogits W, dW += dlogits^T h. Only dh (N, H) and dW (V, H)
-    are kept for backward, which scales them by the incoming gradient. Exact, not an
-    approximation: the same numbers as F.cross_entropy(h @ W.T, y) up to float rounding.
+    For each chunk of tokens: logits = h W^T (in float32 on CPU, into two reused buffers; in the
+    autocast precision on GPU), p = softmax(logits) in float32, loss = -log p(y) (from the logits'
+    logsumexp for a target whose p underflows), then d/dlogits = (p - onehot)/N, dh = dlogits W,
+    dW += dlogits^T h. Only dh (N, H) and dW (V, H) are kept for backward, which scales them by
+    the incoming gradient — and without gradients (evaluation) they are not computed at all.
+    Exact, not an approximation: F.cross_entropy(h @ W.T, y) up to float rounding.
     """
 
     @staticmethod
-    def forward(ctx: Any, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+    def forward(
+        ctx: Any, h: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, grad_enabled: bool
+    ) -> Tensor:
         valid = targets != ignore_index
         n = int(valid.sum())
         if n == 0:
             raise InvalidInput("no target tokens in the batch")
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        w = weight.float()  # float32 math under autocast too (the loss of a 50k softmax)
+        bad = valid & ((targets < 0) | (targets >= weight.shape[0]))
+        if bool(bad.any()):
+            raise InvalidInput(
+                f"target ids must be in [0, {weight.shape[0]}) or {ignore_index} (ignored), got "
+                f"{targets[bad][0].item()}"
+            )
+        need_grad = grad_enabled and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        low = h.dtype in (torch.float16, torch.bfloat16)  # under autocast on a GPU
+        w = weight.to(h.dtype) if low else weight.float()
         grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_grad else None
-        grad_w = torch.zeros_like(w) if need_grad else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if need_grad else None
+        )
         total = torch.zeros((), dtype=torch.float64, device=h.device)
-        logits_buf, probs_buf = _chunk_buffers(h.shape[0], w.shape[0], h.device)
+        if not low:
+            logits_buf, probs_buf = _chunk_buffers(h.shape[0], w.shape[0], h.device)
         for s in range(0, h.shape[0], CE_CHUNK_TOKENS):
-            hc = h[s : s + CE_CHUNK_TOKENS].float()
+            hc = h[s : s + CE_CHUNK_TOKENS] if low else h[s : s + CE_CHUNK_TOKENS].float()
             c = hc.shape[0]
             tc = targets[s : s + CE_CHUNK_TOKENS].clamp_min(0)[:, None]
             weight_c = (valid[s : s + CE_CHUNK_TOKENS].float() / n)[:, None]  # 1/N, or 0 if ignored
-            logits, p = logits_buf[:c], probs_buf[:c]
-            torch.mm(hc, w.T, out=logits)
-            softmax_into(logits, p)
+            if low:
+                logits = hc @ w.T
+                p = torch.softmax(logits, dim=-1, dtype=torch.float32)
+            else:
+                logits, p = logits_buf[:c], probs_buf[:c]
+                torch.mm(hc, w.T, out=logits)
+                softmax_into(logits, p)
             p_t = p.gather(1, tc)
             loss = -torch.log(p_t)
             tiny = p_t[:, 0] < 1e-30  # underflow: that row's loss from its logits instead
             if bool(tiny.any()):
-                rows = logits[tiny]
+                rows = logits[tiny].float()
                 loss[tiny] = torch.logsumexp(rows, -1, keepdim=True) - rows.gather(1, tc[tiny])
             total += (loss * weight_c).sum(dtype=torch.float64)
             if need_grad:
                 p.mul_(weight_c)  # softmax / N
                 p.scatter_add_(1, tc, -weight_c)  # - onehot / N
-                torch.mm(p, w, out=grad_h[s : s + c])
-                grad_w.addmm_(p.T, hc)
+                g = p.to(w.dtype)
+                grad_h[s : s + c] = g @ w
+                grad_w.addmm_(g.T.float() if low else g.T, hc.float())
         if need_grad:
             ctx.save_for_backward(grad_h.to(h.dtype), grad_w.to(weight.dtype))
         return total.float()
@@ -491,7 +537,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None
+        return grad_h * grad_out, grad_w * grad_out, None, None, None
 
 
 def count_parameters(model: nn.Module) -> int:
