@@ -1,8 +1,29 @@
 """lmcollapse: recursive training of auto-regressive language models, and why they collapse.
 
 Implements "Theoretical Proof that Auto-regressive Language Models Collapse when Real-world Data is
-a Finite Set": `lmcollapse.theory` (Section 2, pure numpy), configuration (`lmcollapse.config`) and
-the `lmcollapse` command line (`lmcollapse --help`).
+a Finite Set": `lmcollapse.run` (the experiment, as `lmcollapse run`), `lmcollapse.theory`
+(Section 2, pure numpy), configuration (`lmcollapse.config`) and the `lmcollapse` command line.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def run(config: Any = None, out: str | Path | None = None, **kwargs: Any) -> Path:
+    """Run (or continue) the recursive-training experiment; returns the run directory.
+
+    config: an ExperimentConfig, a preset name, or None for the demo preset. Keyword arguments
+    go to `lmcollapse.pipeline.run` (resume, progress).
+    """
+    from lmcollapse.config import ExperimentConfig, resolve
+    from lmcollapse.pipeline import run as run_pipeline
+
+    preset = None
+    if config is None or isinstance(config, str):
+        preset = config or "demo"
+        config = resolve(ExperimentConfig, preset=preset)
+    return run_pipeline(config, out, preset=preset, **kwargs)

@@ -7,6 +7,7 @@ directory, flush and fsync it, then os.replace it over the target. No torch, no 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -126,3 +127,99 @@ def prepare_output_dir(path: str | Path) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise InvalidInput(f"output directory {out} is not writable: choose another --out")
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The run directory of `lmcollapse run`.
+
+RUN_FORMAT = "lmcollapse-run"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Where everything of a run lives (see README: the run directory)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "run.lock"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def generation(self, n: int) -> Path:
+        return self.root / f"gen_{n:03d}"
+
+    def model(self, n: int) -> Path:
+        return self.generation(n) / "model"
+
+    def corpus(self, n: int) -> Path:
+        return self.generation(n) / "corpus"
+
+    def metrics(self, n: int) -> Path:
+        return self.generation(n) / "metrics.json"
+
+    def samples(self, n: int) -> Path:
+        return self.generation(n) / "samples.txt"
+
+
+class RunLock:
+    """An exclusive lock on a run directory (fcntl.flock on run.lock): a second process that tries
+    to write the same run is refused with the holder's pid. Released on exit or process death."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        self._fh = open(self.path, "a+")  # held until __exit__
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise InvalidInput(
+                f"{self.path.parent} is being written by pid {holder}: wait for it or use "
+                "another --out"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(str(os.getpid()))
+        self._fh.flush()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        import fcntl
+
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()

@@ -24,7 +24,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, integer_x: bool = False) -> bytes:
+    if integer_x:
+        _integer_generations(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, metadata={"Software": None})
     _pyplot().close(fig)
@@ -145,3 +147,146 @@ def theory_figures(result: dict[str, Any]) -> dict[str, bytes]:
     ax.legend(fontsize=8)
     figures["real_weight.png"] = _png(fig)
     return figures
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures of one or more runs (from their metrics.json files)
+
+RunMetrics = tuple[str, list[dict[str, Any]]]  # (label, metrics of generations 0..N)
+
+_STYLES = ["-", "-.", ":", (0, (3, 1, 1, 1, 1, 1))]  # "--" is the corpus truth
+
+
+def _series(
+    metrics: list[dict[str, Any]], get: Any, start: int = 0
+) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for m in metrics:
+        if m["generation"] < start:
+            continue
+        try:
+            v = get(m)
+        except (KeyError, IndexError, TypeError):
+            v = None
+        if v is not None:
+            xs.append(m["generation"])
+            ys.append(v)
+    return xs, ys
+
+
+def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
+    """probes.png (Figure 2), perplexity.png (Figure 3), alpha.png, diversity.png, lengths.png."""
+    plt = _pyplot()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figures: dict[str, bytes] = {}
+    multi = len(runs) > 1
+
+    # Figure 2: p̂_n(v|x) per generation against the corpus truth (dashed), one panel per probe.
+    probes = runs[0][1][0].get("probes", []) if runs and runs[0][1] else []
+    if probes:
+        fig, axes = plt.subplots(
+            1, len(probes), figsize=(6.2 * len(probes), 4), squeeze=False, layout="constrained"
+        )
+        for pi, (ax, p0) in enumerate(zip(axes.flat, probes, strict=True)):
+            for ti, v in enumerate(p0["next"]):
+                color = colors[ti % len(colors)]
+                truth = p0["next"][v].get("truth")
+                if truth is not None:
+                    ax.axhline(truth, color=color, ls="--", lw=1, label=f"true p({v!r})")
+                for ri, (label, metrics) in enumerate(runs):
+                    xs, ys = _series(
+                        metrics, lambda m, pi=pi, v=v: m["probes"][pi]["next"][v]["p_hat"], 1
+                    )
+                    name = f"p̂_n({v!r})" + (f" — {label}" if multi else "")
+                    ax.plot(
+                        xs,
+                        ys,
+                        color=color,
+                        ls=_STYLES[ri % len(_STYLES)],
+                        marker="o",
+                        ms=3,
+                        label=name,
+                    )
+            ax.set_title(f"Next-token probabilities after {p0['context']!r}")
+            ax.set_xlabel("generation n")
+            ax.set_ylabel(f"p̂_n(v | {p0['context']!r})")
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7)
+        figures["probes.png"] = _png(fig, integer_x=True)
+
+    # Figure 3: held-out perplexity per generation.
+    fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
+    for ri, (label, metrics) in enumerate(runs):
+        xs, ys = _series(metrics, lambda m: m["perplexity"], 1)
+        ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+    ax.set_xlabel("generation n")
+    ax.set_ylabel("perplexity on held-out real stories")
+    ax.set_title("Perplexity over generations (Figure 3)")
+    ax.legend(fontsize=8)
+    figures["perplexity.png"] = _png(fig, integer_x=True)
+
+    # Remark B.1's minimal error α*_x (in units of N_x), per probe.
+    if probes:
+        fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
+        for ri, (label, metrics) in enumerate(runs):
+            for pi, p0 in enumerate(probes):
+                xs, ys = _series(metrics, lambda m, pi=pi: m["probes"][pi]["alpha_x_relative"], 1)
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o",
+                    ms=3,
+                    color=colors[(ri * len(probes) + pi) % len(colors)],
+                    label=f"x = {p0['context']!r}" + (f" — {label}" if multi else ""),
+                )
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_xlabel("generation n")
+        ax.set_ylabel("α*_x / N_x")
+        ax.set_title("Minimal error explaining p̂_n(·|x) given D0 (Remark B.1)")
+        ax.legend(fontsize=7)
+        figures["alpha.png"] = _png(fig, integer_x=True)
+
+    # Diversity and the tail, generation 0 = D0.
+    panels = [
+        ("distinct_1", "distinct-1"),
+        ("distinct_2", "distinct-2"),
+        ("distinct_3", "distinct-3"),
+        ("unigram_entropy", "unigram entropy (bits)"),
+        ("tail_mass", "mass on D0's tail"),
+        ("tail_coverage", "D0's tail types used"),
+        ("repetition_4", "4-gram repetition"),
+        ("kl_unigram_from_d0", "KL(D0 ‖ S_n) unigrams, bits"),
+        ("kl_bigram_from_d0", "KL(D0 ‖ S_n) bigrams, bits"),
+    ]
+    fig, axes = plt.subplots(3, 3, figsize=(13, 9), layout="constrained")
+    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+        for ri, (label, metrics) in enumerate(runs):
+            xs, ys = _series(metrics, lambda m, key=key: m["corpus"][key])
+            ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("generation n (0 = D0)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Diversity and the tail of each generated corpus, against D0 (generation 0)")
+    figures["diversity.png"] = _png(fig, integer_x=True)
+
+    # Story length and end-of-text rate.
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    for ri, (label, metrics) in enumerate(runs):
+        for ax, key in zip(axes, ("story_length_mean", "eos_rate"), strict=True):
+            xs, ys = _series(metrics, lambda m, key=key: m["corpus"][key])
+            ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+    axes[0].set_title("mean story length (tokens)")
+    axes[1].set_title("end-of-text tokens per token")
+    for ax in axes:
+        ax.set_xlabel("generation n (0 = D0)")
+    axes[0].legend(fontsize=7)
+    figures["lengths.png"] = _png(fig, integer_x=True)
+    return figures
+
+
+def _integer_generations(fig: Any) -> None:
+    """Generations are whole numbers: no 1.5 on the x axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

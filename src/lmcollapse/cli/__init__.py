@@ -1,5 +1,8 @@
 """The `lmcollapse` command line: thin subcommands that parse, load a config and call one function.
 
+    lmcollapse run [--preset NAME | --config FILE] [--set ...] [--out DIR] the experiment
+    lmcollapse report RUN [RUN ...] --out FILE.html                     HTML report
+    lmcollapse status|probe|sample RUN ...                              inspect a run
     lmcollapse theory [--config FILE] [--set KEY=VALUE ...] [flags]   theory experiment
     lmcollapse corpus prepare|stats                                    D0, holdout, tokenizer; truth
     lmcollapse config show|docs|check                                  experiment configuration
@@ -64,16 +67,27 @@ def main() -> None:
     """Recursive training of language models and the theory of their collapse.
 
     Implements "Theoretical Proof that Auto-regressive Language Models Collapse when Real-world
-    Data is a Finite Set". Start with `lmcollapse theory`.
+    Data is a Finite Set". Start with `lmcollapse run` (the demo, a few minutes on a laptop).
     """
 
 
 def _register() -> None:
     from lmcollapse.cli.config import config, presets
     from lmcollapse.cli.corpus import corpus
+    from lmcollapse.cli.run import probe_cmd, report_cmd, run_cmd, sample_cmd, status_cmd
     from lmcollapse.cli.theory import theory
 
-    for command in (theory, corpus, config, presets):
+    for command in (
+        run_cmd,
+        report_cmd,
+        status_cmd,
+        probe_cmd,
+        sample_cmd,
+        theory,
+        corpus,
+        config,
+        presets,
+    ):
         main.add_command(command)
 
 

@@ -1,0 +1,729 @@
+"""`lmcollapse run`: the recursive-training experiment, generation after generation, resumable.
+
+    run(resolve(ExperimentConfig, preset="demo"))          # what `lmcollapse run` does
+
+Generation 1 trains on D0 (minus the holdout); every generation is evaluated (held-out
+perplexity, probes against the corpus truth with Remark B.1's α*), generates its corpus S_n,
+and the next trains on its paradigm's composition of D0 and the S_j. Generation 0 is the
+reference row: D0 itself (the truth of every probe, D0's corpus statistics).
+
+Resume and safety: the run directory records the resolved config and a manifest; a generation
+counts as done only once its metrics are written and the manifest says so, so a run killed at
+any moment (SIGKILL included) redoes at most the generation in progress, and every random choice
+comes from (run.seed, generation, purpose), so a resumed run computes what an uninterrupted one
+does. A lock keeps a second process out; every file is written atomically.
+
+Under `accelerate launch`, every process trains (DDP) and samples its shard; only the main
+process evaluates and writes manifests, metrics, figures and the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmcollapse import __version__
+from lmcollapse.artifacts import (
+    RUN_FORMAT,
+    RunLayout,
+    RunLock,
+    atomic_write_json,
+    atomic_write_text,
+)
+from lmcollapse.config import ExperimentConfig, dump_yaml, from_yaml, to_plain
+from lmcollapse.errors import InvalidInput
+
+log = logging.getLogger("lmcollapse")
+
+# Keys that may change between invocations of the same run: its length, where it is, the device.
+RESUMABLE_KEYS = {"run.generations", "run.out", "run.device"}
+
+
+def default_out(preset: str | None) -> Path:
+    """runs/<preset> (runs/experiment without a preset)."""
+    return Path("runs") / (preset or "experiment")
+
+
+def seed_for(seed: int, generation: int, purpose: str) -> int:
+    """A seed for one random choice of one generation, independent of every other one."""
+    tag = int.from_bytes(hashlib.blake2b(purpose.encode(), digest_size=4).digest(), "little")
+    return int(np.random.SeedSequence([seed, generation, tag]).generate_state(1)[0])
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Opening a run directory
+
+
+def read_manifest(layout: RunLayout) -> dict[str, Any]:
+    """The manifest of an existing run; a clear error for anything else."""
+    root = layout.root
+    if not layout.manifest.is_file():
+        raise InvalidInput(f"{root} is not an lmcollapse run (no manifest.json)")
+    try:
+        manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{layout.manifest} is damaged ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+        raise InvalidInput(f"{root} is not an lmcollapse run (its manifest.json is someone else's)")
+    return manifest
+
+
+def _start_or_resume(
+    cfg: ExperimentConfig, layout: RunLayout, preset: str | None, resume: str
+) -> dict[str, Any]:
+    root = layout.root
+    if root.exists() and not root.is_dir():
+        raise InvalidInput(
+            f"run directory {root} exists and is not a directory: choose another --out"
+        )
+    if layout.manifest.is_file():
+        manifest = read_manifest(layout)
+        if resume == "never":
+            raise InvalidInput(
+                f"{root} already holds a run: use another --out, or --resume auto to continue it"
+            )
+        stored = from_yaml(
+            ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
+        )
+        diff = [k for k in _differences(to_plain(stored), to_plain(cfg)) if k not in RESUMABLE_KEYS]
+        if diff:
+            raise InvalidInput(
+                f"{root} was run with another config (differs in: {', '.join(diff)}): "
+                "rerun with the same config, or use another --out"
+            )
+        return manifest
+    if root.exists() and any(root.iterdir()):
+        raise InvalidInput(
+            f"{root} is not empty and not an lmcollapse run (no manifest.json): "
+            "choose another --out"
+        )
+    from lmcollapse.runtime import describe_hardware
+
+    return {
+        "format": RUN_FORMAT,
+        "version": 1,
+        "lmcollapse_version": __version__,
+        "created": _now(),
+        "status": "running",
+        "preset": preset,
+        "seed": cfg.run.seed,
+        "hardware": describe_hardware(),
+        "versions": _versions(),
+        "epochs": None,
+        "generations": {},
+    }
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("torch", "transformers", "tokenizers", "datasets", "accelerate", "numpy"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[name] = md.version(name)
+    return out
+
+
+def completed(manifest: dict[str, Any], layout: RunLayout) -> list[int]:
+    """Generations the manifest records as complete and whose files are there."""
+    done = []
+    for key, entry in manifest.get("generations", {}).items():
+        n = int(key)
+        if entry.get("status") == "complete" and layout.metrics(n).is_file():
+            done.append(n)
+    return sorted(done)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class _Context:
+    cfg: ExperimentConfig
+    layout: RunLayout
+    manifest: dict[str, Any]
+    corpus: Any  # PreparedCorpus
+    state: Any  # accelerate PartialState
+    progress: bool
+    truths: list[Any] | None = None  # one ContinuationCounter per probe (main process)
+    reference: Any = None  # evaluate.corpus.Reference (main process)
+
+    @property
+    def main(self) -> bool:
+        return bool(self.state.is_main_process)
+
+    def save_manifest(self) -> None:
+        if self.main:
+            self.manifest["updated"] = _now()
+            atomic_write_json(self.layout.manifest, self.manifest)
+
+
+def run(
+    cfg: ExperimentConfig,
+    out: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Run (or continue) the experiment; returns the run directory."""
+    from lmcollapse.runtime import distributed_state
+
+    if resume not in ("auto", "never"):
+        raise InvalidInput(f"resume must be auto or never, got {resume!r}")
+    root = Path(out or cfg.run.out or default_out(preset))
+    layout = RunLayout(root)
+    state = distributed_state(cfg.run.device)
+    manifest = _start_or_resume(cfg, layout, preset, resume)  # validates before any write
+    created = not root.exists()
+    if state.is_main_process:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create run directory {root}: {exc.strerror}") from None
+        lock: Any = RunLock(layout.lock)
+    else:
+        lock = _NoLock()
+    with lock:
+        state.wait_for_everyone()
+        handler = _log_to(layout) if state.is_main_process else None
+        try:
+            return _run_locked(cfg, layout, manifest, state, progress)
+        except InvalidInput:
+            if created and state.is_main_process and not layout.manifest.is_file():
+                shutil.rmtree(root, ignore_errors=True)  # bad input for a new run: leave nothing
+            raise
+        finally:
+            if handler is not None:
+                log.removeHandler(handler)
+                handler.close()
+
+
+class _NoLock:
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        return None
+
+
+def _log_to(layout: RunLayout) -> logging.Handler:
+    handler = logging.FileHandler(layout.log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _say(message: str, progress: bool = True) -> None:
+    log.info(message)
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message)
+
+
+def _run_locked(
+    cfg: ExperimentConfig, layout: RunLayout, manifest: dict[str, Any], state: Any, progress: bool
+) -> Path:
+    from lmcollapse.data.prepare import open_prepared, prepare
+
+    main = state.is_main_process
+    if main:
+        _say(
+            f"lmcollapse run → {layout.root} ({cfg.paradigm.name}, "
+            f"{cfg.run.generations} generations, "
+            f"seed {cfg.run.seed})",
+            progress,
+        )
+        corpus = prepare(
+            cfg.data, layout.data, log=lambda m: _say(m, progress)
+        )  # validates the data
+        if not layout.config.is_file():
+            atomic_write_text(layout.config, dump_yaml(cfg))
+        manifest["status"] = "running"
+        manifest["generations_planned"] = cfg.run.generations
+        atomic_write_json(layout.manifest, manifest)
+    state.wait_for_everyone()
+    if not main:
+        corpus = open_prepared(layout.data)
+    ctx = _Context(cfg, layout, manifest, corpus, state, progress and main)
+    try:
+        if main:
+            _reference_row(ctx)
+        done = set(completed(manifest, layout))
+        todo = [n for n in range(1, cfg.run.generations + 1) if n not in done]
+        bar = _bar(cfg.run.generations, len(done), ctx.progress)
+        for n in todo:
+            _generation(ctx, n)
+            bar.update(1)
+        bar.close()
+        if main:
+            manifest["status"] = (
+                "complete" if len(completed(manifest, layout)) >= cfg.run.generations else "running"
+            )
+            ctx.save_manifest()
+            _write_outputs(ctx)
+            _say(f"done: {layout.report}", ctx.progress)
+    except BaseException as exc:
+        if main:
+            manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest["error"] = f"{exc.__class__.__name__}: {exc}"
+            ctx.save_manifest()
+        raise
+    return layout.root
+
+
+def _bar(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="generations",
+        unit="gen",
+        disable=not enabled,
+        dynamic_ncols=True,
+    )
+
+
+def _reference_row(ctx: _Context) -> None:
+    """Generation 0: D0's probe truth and corpus statistics (recomputed if missing)."""
+    from lmcollapse.data.stats import count_continuations
+    from lmcollapse.evaluate.corpus import reference
+
+    cfg, layout, corpus = ctx.cfg, ctx.layout, ctx.corpus
+    tok = corpus.tokenizer
+    ctx.truths = []
+    probes = []
+    for p in cfg.evaluation.probes:
+        ids = tok.encode(p.context)
+        if not ids:
+            raise InvalidInput(f"probe context {p.context!r} encodes to no token")
+        counter = count_continuations(corpus.d0.iter_chunks(), ids, tok.vocab_size)
+        ctx.truths.append(counter)
+        from lmcollapse.data.tokenizer import single_token
+
+        nxt = {}
+        for v in p.next:
+            i = single_token(tok, v, "probe token")
+            c = int(counter.counts[i])
+            truth = c / counter.n_x if counter.n_x else None
+            nxt[v] = {"id": i, "count": c, "truth": truth, "p_hat": truth, "alpha": 0.0}
+        probes.append(
+            {
+                "context": p.context,
+                "context_tokens": tok.token_strings(ids),
+                "N_x": counter.n_x,
+                "next": nxt,
+                "alpha_x": 0.0,
+                "alpha_x_relative": 0.0,
+            }
+        )
+    ctx.reference = reference(
+        corpus.d0,
+        sample_tokens=_stats_tokens(cfg, corpus),
+        seed=cfg.run.seed,
+        vocab_size=cfg.model.vocab_size or tok.vocab_size,
+    )
+    if layout.metrics(0).is_file():
+        return
+    metrics = {
+        "generation": 0,
+        "what": "D0, the real corpus (the truth every generation is compared with)",
+        "perplexity": None,
+        "loss": None,
+        "probes": probes,
+        "corpus": ctx.reference.stats,
+        "train_stories": corpus.d0.num_stories,
+        "train_tokens": corpus.d0.num_tokens,
+    }
+    atomic_write_json(layout.metrics(0), _jsonable(metrics))
+    atomic_write_text(
+        layout.samples(0),
+        _samples_text(
+            corpus.d0, tok, cfg.evaluation.num_samples, seed_for(cfg.run.seed, 0, "samples")
+        ),
+    )
+
+
+def _stats_tokens(cfg: ExperimentConfig, corpus: Any) -> int:
+    """Tokens sampled for corpus statistics: a fixed budget, at most D0's size."""
+    return int(min(cfg.evaluation.stats_tokens, corpus.d0.num_tokens))
+
+
+def _generation(ctx: _Context, n: int) -> None:
+    import torch
+
+    from lmcollapse.data.packing import TrainingSet
+    from lmcollapse.data.paradigms import composition, sample_indices
+    from lmcollapse.data.store import TokenStore
+    from lmcollapse.models import build_model, describe
+    from lmcollapse.runtime import seed_everything
+    from lmcollapse.sample import SamplingParams, generate_corpus
+    from lmcollapse.train import train
+
+    cfg, layout, corpus, state = ctx.cfg, ctx.layout, ctx.corpus, ctx.state
+    tok = corpus.tokenizer
+    gen_dir = layout.generation(n)
+    if ctx.main and gen_dir.exists():
+        shutil.rmtree(gen_dir)  # an unfinished attempt: redo it from the start
+    state.wait_for_everyone()
+    entry: dict[str, Any] = {"status": "running", "started": _now(), "seconds": {}}
+    ctx.manifest["generations"][str(n)] = entry
+    ctx.save_manifest()
+    _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
+
+    # What generation n trains on.
+    generated = {j: TokenStore.open(layout.corpus(j)) for j in range(1, n)}
+    comp = composition(
+        cfg.paradigm.name,
+        n,
+        corpus.d0.num_stories,
+        {j: s.num_stories for j, s in generated.items()},
+        k=cfg.paradigm.k,
+        lam=cfg.paradigm.lam,
+    )
+    chosen = sample_indices(comp, seed_for(cfg.run.seed, n, "composition"))
+    stores = [
+        corpus.d0 if p.source == "d0" else generated[int(p.source.removeprefix("gen_"))]
+        for p in comp.parts
+    ]
+    data = TrainingSet(stores, [chosen[p.source] for p in comp.parts])
+
+    # Train a fresh model.
+    t0 = time.perf_counter()
+    seed_everything(seed_for(cfg.run.seed, n, "init"))
+    model = build_model(cfg.model, tok.vocab_size, tok.eos_id)
+    if n == 1:
+        _say(
+            describe(model) if hasattr(model, "transformer") else f"model: {cfg.model.hf_config}",
+            ctx.progress,
+        )
+    early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
+    result = train(
+        model,
+        data,
+        cfg.training,
+        seed=seed_for(cfg.run.seed, n, "data"),
+        holdout=corpus.holdout if early else None,
+        epochs=ctx.manifest.get("epochs"),
+        device=cfg.run.device,
+        progress=ctx.progress,
+    )
+    if early:
+        ctx.manifest["epochs"] = result.best_epoch or result.epochs
+    entry["seconds"]["train"] = time.perf_counter() - t0
+    if ctx.main:
+        model.save_pretrained(layout.model(n))
+    state.wait_for_everyone()
+
+    # Generate S_n.
+    t0 = time.perf_counter()
+    model.eval()
+    s = cfg.sampling
+    scale = cfg.paradigm.k if cfg.paradigm.name in ("accumulate-subsample", "accumulate") else 1.0
+    size: dict[str, int | None] = {
+        "num_sequences": None,
+        "min_stories": None,
+    }  # k·|D0| per generation
+    if s.num_sequences is not None:
+        size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))
+    else:
+        size["min_stories"] = max(1, math.ceil(scale * corpus.d0.num_stories))
+    params = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+    with torch.no_grad():
+        sampled = generate_corpus(
+            model,
+            layout.corpus(n),
+            **size,
+            length=s.length,
+            batch_size=s.batch_size,
+            context=sampling_context(cfg, model),
+            eos_id=tok.eos_id,
+            vocab_size=model.shape.vocab_size,
+            seed=seed_for(cfg.run.seed, n, "sample"),
+            mode=s.mode,
+            params=params,
+            provenance={"generation": n},
+            progress=ctx.progress,
+        )
+    entry["seconds"]["sample"] = time.perf_counter() - t0
+    state.wait_for_everyone()
+
+    # Evaluate (main process), write, mark complete.
+    if ctx.main:
+        t0 = time.perf_counter()
+        metrics = _evaluate(ctx, n, model, TokenStore.open(layout.corpus(n)))
+        entry["seconds"]["evaluate"] = time.perf_counter() - t0
+        metrics.update(
+            {
+                "train": {
+                    "epochs": result.epochs,
+                    "steps": result.steps,
+                    "tokens": result.tokens,
+                    "seconds": result.seconds,
+                    "tokens_per_s": result.tokens_per_second,
+                    "losses": result.losses,
+                    "holdout_losses": result.holdout_losses,
+                    "best_epoch": result.best_epoch,
+                },
+                "train_stories": data.num_stories,
+                "train_tokens": data.num_tokens,
+                "composition": comp.to_dict(),
+                "sample": {
+                    "sequences": sampled.sequences,
+                    "tokens": sampled.tokens,
+                    "stories": sampled.stories,
+                    "unfinished": sampled.unfinished,
+                    "seconds": sampled.seconds,
+                    "tokens_per_s": sampled.tokens_per_second,
+                },
+                "seconds": entry["seconds"],
+            }
+        )
+        atomic_write_json(layout.metrics(n), _jsonable(metrics))
+        entry.update(
+            {
+                "status": "complete",
+                "finished": _now(),
+                "model_sha256": _sha256(layout.model(n)),
+                "corpus_checksum": TokenStore.open(layout.corpus(n)).meta["checksum"],
+                "metrics_sha256": _sha256(layout.metrics(n)),
+            }
+        )
+        ctx.save_manifest()
+        _write_outputs(ctx)
+        ppl = metrics["perplexity"]
+        _say(
+            f"generation {n}: held-out perplexity {ppl:.2f}; "
+            + "; ".join(
+                f"p̂({v!r}|{p['context']!r}) = {d['p_hat']:.3f} (truth {d['truth']:.3f})"
+                for p in metrics["probes"]
+                for v, d in p["next"].items()
+                if d.get("truth") is not None
+            ),
+            ctx.progress,
+        )
+    state.wait_for_everyone()
+
+
+def sampling_context(cfg: ExperimentConfig, model: Any) -> int:
+    """How many tokens the model sees when sampling: Algorithm 1's queue of training.context_length
+    tokens, or (sampling.slide false) the whole sequence."""
+    if cfg.sampling.slide:
+        return min(cfg.training.context_length, model.shape.max_positions)
+    return min(cfg.sampling.length + 1, model.shape.max_positions)
+
+
+def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, Any]:
+    from lmcollapse.evaluate.corpus import corpus_stats
+    from lmcollapse.evaluate.perplexity import perplexity
+    from lmcollapse.evaluate.probes import probe
+
+    cfg, corpus = ctx.cfg, ctx.corpus
+    e = cfg.evaluation
+    context = min(e.context_length, model.shape.max_positions)
+    ppl = perplexity(
+        model,
+        corpus.holdout,
+        context=context,
+        stride=e.perplexity_stride,
+        max_stories=e.max_stories,
+    )
+    probes = [
+        probe(model, corpus.tokenizer, p.context, p.next, truth, top_k=10)
+        for p, truth in zip(e.probes, ctx.truths or [], strict=True)
+    ]
+    stats = corpus_stats(generated, ctx.reference, seed=seed_for(cfg.run.seed, n, "stats"))
+    atomic_write_text(
+        ctx.layout.samples(n),
+        _samples_text(
+            generated, corpus.tokenizer, e.num_samples, seed_for(cfg.run.seed, n, "samples")
+        ),
+    )
+    return {
+        "generation": n,
+        "perplexity": ppl["perplexity"],
+        "loss": ppl["loss"],
+        "eval_tokens": ppl["tokens"],
+        "eval_stories": ppl["stories"],
+        "probes": probes,
+        "corpus": stats,
+    }
+
+
+def _samples_text(store: Any, tok: Any, count: int, seed: int) -> str:
+    """A few whole stories of a corpus, chosen by seed (Table 1)."""
+    if count == 0 or store.num_stories == 0:
+        return ""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(store.num_stories, size=min(count, store.num_stories), replace=False))
+    parts = []
+    for i in idx:
+        ids = store.story(int(i)).tolist()
+        ended = bool(ids) and ids[-1] == tok.eos_id
+        text = tok.decode(ids[:-1] if ended else ids).strip()
+        parts.append(f"--- story {int(i)} ---\n{text}\n")
+    return "\n".join(parts)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs from metrics files
+
+
+def load_metrics(run_dir: str | Path | RunLayout) -> list[dict[str, Any]]:
+    """Every generation's metrics.json, generation 0 first."""
+    layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
+    out = []
+    for d in sorted(layout.root.glob("gen_[0-9][0-9][0-9]")):
+        m = d / "metrics.json"
+        if m.is_file():
+            out.append(json.loads(m.read_text(encoding="utf-8")))
+    return sorted(out, key=lambda m: m["generation"])
+
+
+def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per generation (what metrics.csv holds)."""
+    rows = []
+    for m in metrics:
+        row: dict[str, Any] = {
+            "generation": m["generation"],
+            "perplexity": m.get("perplexity"),
+            "loss": m.get("loss"),
+        }
+        for i, p in enumerate(m.get("probes", [])):
+            row[f"probe{i}_alpha_x_relative"] = p.get("alpha_x_relative")
+            for v, d in p["next"].items():
+                tag = f"probe{i}_{v.strip() or v}"
+                row[f"{tag}_p_hat"] = d.get("p_hat")
+                row[f"{tag}_truth"] = d.get("truth")
+        for key, value in m.get("corpus", {}).items():
+            row[f"corpus_{key}"] = value
+        row["train_stories"] = m.get("train_stories")
+        row["train_tokens"] = m.get("train_tokens")
+        if "train" in m:
+            row["train_final_loss"] = m["train"]["losses"][-1] if m["train"]["losses"] else None
+            row["train_tokens_per_s"] = m["train"]["tokens_per_s"]
+        for phase, seconds in m.get("seconds", {}).items():
+            row[f"seconds_{phase}"] = seconds
+        rows.append(row)
+    return rows
+
+
+def _write_outputs(ctx: _Context) -> None:
+    """metrics.csv, figures/ and report.html from the metrics files."""
+    import csv
+    import io
+
+    from lmcollapse.report import write_report
+
+    layout = ctx.layout
+    rows = metrics_rows(load_metrics(layout))
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in keys} for r in rows)
+    atomic_write_text(layout.metrics_csv, buf.getvalue())
+    write_report([layout.root], layout.report, figures_dir=layout.figures)
+
+
+# ----------------------------------------------------------------------------------------------
+# Inspection
+
+
+def status(run_dir: str | Path) -> dict[str, Any]:
+    """What a run directory holds: its status, generations done, timings, latest metrics."""
+    layout = RunLayout(Path(run_dir))
+    manifest = read_manifest(layout)
+    done = completed(manifest, layout)
+    metrics = load_metrics(layout)
+    latest = metrics[-1] if metrics else None
+    planned = manifest.get("generations_planned")
+    return {
+        "run": str(layout.root),
+        "status": manifest.get("status"),
+        "error": manifest.get("error"),
+        "preset": manifest.get("preset"),
+        "created": manifest.get("created"),
+        "updated": manifest.get("updated"),
+        "generations_done": done,
+        "generations_planned": planned,
+        "epochs": manifest.get("epochs"),
+        "seconds": {str(n): manifest["generations"][str(n)].get("seconds") for n in done},
+        "perplexity": {str(m["generation"]): m.get("perplexity") for m in metrics},
+        "latest": None
+        if latest is None
+        else {"generation": latest["generation"], "perplexity": latest.get("perplexity")},
+        "report": str(layout.report) if layout.report.is_file() else None,
+    }
+
+
+def run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a run was made with."""
+    layout = RunLayout(Path(run_dir))
+    read_manifest(layout)
+    return from_yaml(
+        ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
+    )
+
+
+__all__ = [
+    "default_out",
+    "load_metrics",
+    "metrics_rows",
+    "read_manifest",
+    "run",
+    "run_config",
+    "status",
+]

@@ -1,0 +1,221 @@
+"""The HTML report of one or more runs: one self-contained file (figures embedded, no network).
+
+    lmcollapse report runs/demo runs/demo-accumulate-subsample --out compare.html
+
+Sections: what happened (perplexity and probes at the first and last generation), Figure 2
+(probes against the corpus truth), Figure 3 (held-out perplexity), Remark B.1's α*, diversity and
+tail statistics, story lengths, Table 1 (samples of every generation), and the run facts
+(config, timings, token counts, hardware, versions). Built from the run directories' files only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from lmcollapse.artifacts import RunLayout, atomic_write_text
+from lmcollapse.errors import InvalidInput
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f5f5f5} td.l,th.l{text-align:left}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
+.sample{white-space:pre-wrap;background:#fafafa;border-left:3px solid #bbb;padding:.4em .8em;
+margin:.4em 0;font-size:.9em} details{margin:.3em 0} summary{cursor:pointer}
+"""
+
+# After loading, the page notes on <body> how many figures rendered and any script error: a
+# headless browser (the report's test) reads it back; a reader never sees it.
+_SELF_CHECK = """<script>
+window.addEventListener('error', function (e) {
+  document.body.dataset.errors = (e.message || 'error');
+});
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.dataset.figures = ok + '/' + imgs.length;
+});
+</script>"""
+
+_CAPTIONS = {
+    "probes.png": "Figure 2. p̂_n(v|x) of each generation (solid) against the corpus truth "
+    "N_{x;v}/N_x of D0 (dashed).",
+    "perplexity.png": "Figure 3. Perplexity on held-out real stories: the distance of generation "
+    "n's distribution from D0's, on average (Appendix C.3).",
+    "alpha.png": "Remark B.1: the smallest non-negative error α*_x (in units of N_x) that "
+    "explains p̂_n(·|x) given D0's counts. Zero means p̂_n is D0's distribution.",
+    "diversity.png": "Statistics of each generated corpus on equal-size samples; generation 0 is "
+    "D0.",
+    "lengths.png": "Story length and end-of-text rate of each corpus (generation 0 = D0).",
+}
+
+
+def _load(run_dir: Path) -> dict[str, Any]:
+    from lmcollapse.pipeline import load_metrics, read_manifest
+
+    layout = RunLayout(run_dir)
+    manifest = read_manifest(layout)
+    metrics = load_metrics(layout)
+    samples = {}
+    for m in metrics:
+        f = layout.samples(m["generation"])
+        samples[m["generation"]] = f.read_text(encoding="utf-8") if f.is_file() else ""
+    config = layout.config.read_text(encoding="utf-8") if layout.config.is_file() else ""
+    return {
+        "dir": run_dir,
+        "label": run_dir.name,
+        "manifest": manifest,
+        "metrics": metrics,
+        "samples": samples,
+        "config": config,
+    }
+
+
+def _img(png: bytes, name: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    caption = html.escape(_CAPTIONS.get(name, name))
+    return (
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return html.escape(str(v))
+
+
+def _summary(run: dict[str, Any]) -> str:
+    ms = [m for m in run["metrics"] if m["generation"] >= 1]
+    if not ms:
+        return "<p>No generation has finished yet.</p>"
+    first, last = ms[0], ms[-1]
+    parts = [
+        f"<p><b>{html.escape(run['label'])}</b>: {len(ms)} generation(s) done "
+        f"(status: {html.escape(str(run['manifest'].get('status')))}). Held-out perplexity "
+        f"{_fmt(first['perplexity'], 2)} at generation {first['generation']} → "
+        f"{_fmt(last['perplexity'], 2)} at generation {last['generation']}."
+    ]
+    for p_first, p_last in zip(first.get("probes", []), last.get("probes", []), strict=True):
+        for v, d in p_last["next"].items():
+            parts.append(
+                f" p̂({html.escape(repr(v))} | {html.escape(repr(p_last['context']))}): "
+                f"{_fmt(p_first['next'][v]['p_hat'])} → {_fmt(d['p_hat'])} "
+                f"(truth {_fmt(d.get('truth'))})."
+            )
+    return "".join(parts) + "</p>"
+
+
+def _metrics_table(run: dict[str, Any]) -> str:
+    cols = [
+        ("generation", lambda m: m["generation"]),
+        ("perplexity", lambda m: m.get("perplexity")),
+        ("α*_x/N_x", lambda m: m["probes"][0]["alpha_x_relative"] if m.get("probes") else None),
+        ("distinct-2", lambda m: m["corpus"].get("distinct_2")),
+        ("entropy", lambda m: m["corpus"].get("unigram_entropy")),
+        ("tail mass", lambda m: m["corpus"].get("tail_mass")),
+        ("KL(D0‖S) bigram", lambda m: m["corpus"].get("kl_bigram_from_d0")),
+        ("train tokens", lambda m: m.get("train_tokens")),
+        ("train s", lambda m: (m.get("seconds") or {}).get("train")),
+        ("sample s", lambda m: (m.get("seconds") or {}).get("sample")),
+        ("eval s", lambda m: (m.get("seconds") or {}).get("evaluate")),
+    ]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols)
+    rows = []
+    for m in run["metrics"]:
+        cells = []
+        for _, get in cols:
+            try:
+                v = get(m)
+            except (KeyError, IndexError, TypeError):
+                v = None
+            cells.append(f"<td>{_fmt(v, 1 if isinstance(v, float) and v > 100 else 3)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _samples(run: dict[str, Any]) -> str:
+    out = []
+    for n, text in sorted(run["samples"].items()):
+        stories = [s.split("\n", 1)[1].strip() for s in text.split("--- story ")[1:] if "\n" in s]
+        what = "D0 (real stories)" if n == 0 else f"generation {n}"
+        body = "".join(f'<div class="sample">{html.escape(s)}</div>' for s in stories) or "<p>—</p>"
+        out.append(f"<details{' open' if n <= 1 else ''}><summary>{what}</summary>{body}</details>")
+    return "".join(out)
+
+
+def _facts(run: dict[str, Any]) -> str:
+    m = run["manifest"]
+    facts = {
+        "created": m.get("created"),
+        "updated": m.get("updated"),
+        "preset": m.get("preset"),
+        "seed": m.get("seed"),
+        "epochs (chosen or fixed)": m.get("epochs"),
+        "lmcollapse": m.get("lmcollapse_version"),
+    }
+    rows = "".join(
+        f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{_fmt(v)}</td></tr>"
+        for k, v in facts.items()
+    )
+    hw = html.escape(json.dumps({**m.get("hardware", {}), **m.get("versions", {})}, indent=1))
+    return (
+        f"<table>{rows}</table><details><summary>hardware and versions</summary><pre>{hw}</pre>"
+        f"</details><details><summary>resolved config.yaml</summary><pre>"
+        f"{html.escape(run['config'])}</pre></details>"
+    )
+
+
+def build_html(runs: list[dict[str, Any]], figures: dict[str, bytes]) -> str:
+    """The report page for these (loaded) runs and their rendered figures."""
+    title = "lmcollapse report: " + ", ".join(r["label"] for r in runs)
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<p>Recursive training of language models on a finite real corpus D0, after "
+        "<i>Theoretical Proof that Auto-regressive Language Models Collapse when Real-world Data "
+        "is a Finite Set</i>. Generation 1 trains on D0; generation n on the paradigm's mix of D0 "
+        "and earlier generations' output.</p>",
+        "<h2>What happened</h2>",
+    ]
+    body += [_summary(r) for r in runs]
+    body.append("<h2>Figures</h2>")
+    body += [_img(png, name) for name, png in figures.items()]
+    for r in runs:
+        body.append(f"<h2>Per generation: {html.escape(r['label'])}</h2>{_metrics_table(r)}")
+        body.append(f"<h3>Samples (Table 1)</h3>{_samples(r)}")
+        body.append(f"<h3>Run facts</h3>{_facts(r)}")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>{''.join(body)}{_SELF_CHECK}</body></html>\n"
+    )
+
+
+def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None = None) -> Path:
+    """Render the figures and write the report (and, for one run, figures/*.png too)."""
+    from lmcollapse.plots import run_figures, save_figures
+
+    if not run_dirs:
+        raise InvalidInput("give at least one run directory")
+    runs = [_load(Path(d)) for d in run_dirs]
+    labels = [r["label"] for r in runs]
+    if len(set(labels)) != len(labels):  # same directory names: use the full paths
+        labels = [str(r["dir"]) for r in runs]
+    figures = run_figures([(label, r["metrics"]) for label, r in zip(labels, runs, strict=True)])
+    if figures_dir is not None:
+        save_figures(figures, figures_dir)
+    atomic_write_text(out, build_html(runs, figures))
+    return Path(out)
