@@ -110,9 +110,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically; NaN/inf are not JSON, so callers must map them to null first."""
-    return atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> Path:
+    """Write JSON atomically; NaN/inf are not JSON, so callers must map them to null first.
+    indent=None writes one line with the C encoder (for large files rewritten often)."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
 def prepare_output_dir(path: str | Path) -> Path:
@@ -187,6 +188,10 @@ class RunLayout:
 
     def samples(self, n: int) -> Path:
         return self.generation(n) / "samples.txt"
+
+    def distributions(self, n: int) -> Path:
+        """p̂_n(·|x) of every probe over the whole vocabulary (generation 0: D0's counts)."""
+        return self.generation(n) / "probes.npz"
 
 
 class RunLock:

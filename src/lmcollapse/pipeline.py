@@ -46,6 +46,10 @@ from lmcollapse.errors import InvalidInput
 
 log = logging.getLogger("lmcollapse")
 
+# Seconds between rewrites of metrics.csv, figures and report.html during a run (fast model
+# families finish many generations per second; the end of the run always writes them).
+OUTPUT_INTERVAL = 20.0
+
 # Keys that may change between invocations of the same run: its length, where it is, the device.
 RESUMABLE_KEYS = {"run.generations", "run.out", "run.device"}
 
@@ -181,6 +185,8 @@ class _Context:
     progress: bool
     truths: list[Any] | None = None  # one ContinuationCounter per probe (main process)
     reference: Any = None  # evaluate.corpus.Reference (main process)
+    outputs_at: float = -math.inf  # time.monotonic() of the last metrics.csv/figures/report
+    outputs_cost: float = 0.0  # seconds the last write took
 
     @property
     def main(self) -> bool:
@@ -189,7 +195,7 @@ class _Context:
     def save_manifest(self) -> None:
         if self.main:
             self.manifest["updated"] = _now()
-            atomic_write_json(self.layout.manifest, self.manifest)
+            atomic_write_json(self.layout.manifest, self.manifest, indent=None)
 
 
 def run(
@@ -277,7 +283,7 @@ def _run_locked(
             atomic_write_text(layout.config, dump_yaml(cfg))
         manifest["status"] = "running"
         manifest["generations_planned"] = cfg.run.generations
-        atomic_write_json(layout.manifest, manifest)
+        atomic_write_json(layout.manifest, manifest, indent=None)
     state.wait_for_everyone()
     if not main:
         corpus = open_prepared(layout.data)
@@ -362,6 +368,11 @@ def _reference_row(ctx: _Context) -> None:
     )
     if layout.metrics(0).is_file():
         return
+    vocab = cfg.model.vocab_size or tok.vocab_size
+    _save_arrays(
+        layout.distributions(0),
+        {f"counts_{i}": _padded(c.counts, vocab) for i, c in enumerate(ctx.truths)},
+    )
     metrics = {
         "generation": 0,
         "what": "D0, the real corpus (the truth every generation is compared with)",
@@ -409,7 +420,9 @@ def _generation(ctx: _Context, n: int) -> None:
     _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
 
     # What generation n trains on.
-    generated = {j: TokenStore.open(layout.corpus(j)) for j in range(1, n)}
+    accumulating = cfg.paradigm.name in ("accumulate-subsample", "accumulate")
+    needed = range(1, n) if accumulating else range(max(1, n - 1), n)  # what the paradigm reads
+    generated = {j: TokenStore.open(layout.corpus(j)) for j in needed}
     comp = composition(
         cfg.paradigm.name,
         n,
@@ -429,24 +442,25 @@ def _generation(ctx: _Context, n: int) -> None:
     t0 = time.perf_counter()
     seed_everything(seed_for(cfg.run.seed, n, "init"))
     model = build_model(cfg.model, tok.vocab_size, tok.eos_id)
-    if n == 1:
-        _say(
-            describe(model) if hasattr(model, "transformer") else f"model: {cfg.model.hf_config}",
-            ctx.progress,
+    if n == 1 and cfg.model.family != "ngram":
+        text = describe(model) if hasattr(model, "transformer") else _describe(cfg, model)
+        _say(text, ctx.progress)
+    if cfg.model.family == "ngram":
+        result = _train_ngram(ctx, n, model, data)
+    else:
+        early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
+        result = train(
+            model,
+            data,
+            cfg.training,
+            seed=seed_for(cfg.run.seed, n, "data"),
+            holdout=corpus.holdout if early else None,
+            epochs=ctx.manifest.get("epochs"),
+            device=cfg.run.device,
+            progress=ctx.progress,
         )
-    early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
-    result = train(
-        model,
-        data,
-        cfg.training,
-        seed=seed_for(cfg.run.seed, n, "data"),
-        holdout=corpus.holdout if early else None,
-        epochs=ctx.manifest.get("epochs"),
-        device=cfg.run.device,
-        progress=ctx.progress,
-    )
-    if early:
-        ctx.manifest["epochs"] = result.best_epoch or result.epochs
+        if early:
+            ctx.manifest["epochs"] = result.best_epoch or result.epochs
     entry["seconds"]["train"] = time.perf_counter() - t0
     if ctx.main:
         model.save_pretrained(layout.model(n))
@@ -527,7 +541,8 @@ def _generation(ctx: _Context, n: int) -> None:
             }
         )
         ctx.save_manifest()
-        _write_outputs(ctx)
+        if time.monotonic() - ctx.outputs_at >= max(OUTPUT_INTERVAL, 10 * ctx.outputs_cost):
+            _write_outputs(ctx)  # the run's end writes them in any case
         ppl = metrics["perplexity"]
         _say(
             f"generation {n}: held-out perplexity {ppl:.2f}; "
@@ -540,6 +555,102 @@ def _generation(ctx: _Context, n: int) -> None:
             ctx.progress,
         )
     state.wait_for_everyone()
+
+
+def _describe(cfg: ExperimentConfig, model: Any) -> str:
+    if hasattr(model, "describe"):
+        return str(model.describe())
+    return f"model: {cfg.model.hf_config}"
+
+
+def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
+    """Count generation n's training set — or, in an expected-counts mode, build its counts from
+    the earlier generations' expected corpora (footnote 3: no sampling error)."""
+    from lmcollapse.models import ngram
+    from lmcollapse.train import TrainResult
+
+    cfg, layout = ctx.cfg, ctx.layout
+    t0 = time.perf_counter()
+    mode = cfg.model.expected_counts
+    if mode == "off" or n == 1:
+        model.fit(data)
+    else:
+        ngram.from_table(model, _expected_training_table(ctx, n))
+    if mode != "off":
+        scale = _generated_scale(cfg)
+        full = ngram.generated_counts(
+            model, mode, scale * (ctx.corpus.d0.num_stories if mode == "chain" else 1.0)
+        )
+        if n == 1:
+            cumulative, d0 = full, ngram.table_of(model)
+        else:
+            _, before, d0 = _load_expected(layout, n - 1)
+            cumulative = before + full
+        _save_expected(layout, n, full, cumulative, d0)
+    if n == 1:
+        _say(model.describe(), ctx.progress)
+    tokens = round(float(model.values.sum() + model.base.sum() * model.vocab_size))
+    return TrainResult(epochs=1, steps=0, tokens=tokens, seconds=time.perf_counter() - t0)
+
+
+def _generated_scale(cfg: ExperimentConfig) -> float:
+    """|S_n| / |D0|: k under the accumulating paradigms, 1 otherwise."""
+    return cfg.paradigm.k if cfg.paradigm.name in ("accumulate-subsample", "accumulate") else 1.0
+
+
+def _padded(counts: Any, size: int) -> np.ndarray:
+    out = np.zeros(max(size, len(counts)))
+    out[: len(counts)] = counts
+    return out
+
+
+def _save_arrays(path: Path, arrays: dict[str, Any]) -> None:
+    """An .npz written atomically."""
+    import io
+
+    from lmcollapse.artifacts import atomic_path
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _save_expected(layout: RunLayout, n: int, full: Any, cumulative: Any, d0: Any) -> None:
+    _save_arrays(
+        layout.generation(n) / "expected_counts.npz",
+        {
+            "keys": full.keys,
+            "values": full.values,
+            "base": full.base,
+            "cum_values": cumulative.values,
+            "cum_base": cumulative.base,
+            "d0_values": d0.values,
+            "d0_base": d0.base,
+        },
+    )
+
+
+def _load_expected(layout: RunLayout, n: int) -> tuple[Any, Any, Any]:
+    """(S_n's expected counts, their sum over generations 1..n, D0's counts)."""
+    from lmcollapse.models.ngram import CountTable
+
+    with np.load(layout.generation(n) / "expected_counts.npz") as z:
+        keys = z["keys"]
+        return (
+            CountTable(keys, z["values"], z["base"]),
+            CountTable(keys, z["cum_values"], z["cum_base"]),
+            CountTable(keys, z["d0_values"], z["d0_base"]),
+        )
+
+
+def _expected_training_table(ctx: _Context, n: int) -> Any:
+    """Generation n's training counts from the expected corpora, in the paradigm's shares."""
+    from lmcollapse.models.ngram import training_table
+
+    p = ctx.cfg.paradigm
+    last, cumulative, d0 = _load_expected(ctx.layout, n - 1)
+    return training_table(p.name, n, d0, last, cumulative, p.k, p.lam)
 
 
 def sampling_context(cfg: ExperimentConfig, model: Any) -> int:
@@ -565,10 +676,14 @@ def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, An
         stride=e.perplexity_stride,
         max_stories=e.max_stories,
     )
+    from lmcollapse.evaluate.probes import next_token_distribution
+
+    dists = [next_token_distribution(model, corpus.tokenizer.encode(p.context)) for p in e.probes]
     probes = [
-        probe(model, corpus.tokenizer, p.context, p.next, truth, top_k=10)
-        for p, truth in zip(e.probes, ctx.truths or [], strict=True)
+        probe(model, corpus.tokenizer, p.context, p.next, truth, top_k=10, distribution=d)
+        for p, truth, d in zip(e.probes, ctx.truths or [], dists, strict=True)
     ]
+    _save_arrays(ctx.layout.distributions(n), {f"p_hat_{i}": d for i, d in enumerate(dists)})
     stats = corpus_stats(generated, ctx.reference, seed=seed_for(cfg.run.seed, n, "stats"))
     atomic_write_text(
         ctx.layout.samples(n),
@@ -666,6 +781,7 @@ def _write_outputs(ctx: _Context) -> None:
     from lmcollapse.report import write_report
 
     layout = ctx.layout
+    t0 = ctx.outputs_at = time.monotonic()
     rows = metrics_rows(load_metrics(layout))
     keys: list[str] = []
     for r in rows:
@@ -676,6 +792,7 @@ def _write_outputs(ctx: _Context) -> None:
     writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in keys} for r in rows)
     atomic_write_text(layout.metrics_csv, buf.getvalue())
     write_report([layout.root], layout.report, figures_dir=layout.figures)
+    ctx.outputs_cost = time.monotonic() - t0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -130,6 +130,16 @@ def sample_batch(
             f"end-of-text id {eos_id} is outside the model's vocabulary [0, {vocab})"
         )
     params.check()
+    if getattr(model, "family", None) == "ngram":
+        if (params.temperature, params.top_k, params.top_p) != (1.0, 0, 1.0):
+            raise InvalidInput(
+                "the ngram family samples faithfully only (temperature 1, no top-k/top-p): "
+                "set sampling.temperature 1, sampling.top_k 0, sampling.top_p 1"
+            )
+        if eos_id != model.eos_id:
+            raise InvalidInput(f"end-of-text id {eos_id} is not the model's {model.eos_id}")
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return model.sample_sequences(batch, length, seed, stop_at_eos=stop_at_eos)
     device = next(model.parameters()).device
     seq = torch.full((batch, length + 1), eos_id, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # the sequences the model is running
@@ -175,6 +185,25 @@ def to_stories(tokens: np.ndarray, eos_id: int) -> list[np.ndarray]:
     elif stories[-1][-1] != eos_id:
         stories[-1] = np.append(stories[-1], eos_id)
     return stories
+
+
+def stories_of(seqs: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """`to_stories` for a whole batch at once: (concatenated stories, their lengths, how many
+    sequences ended unfinished and were closed with end-of-text)."""
+    parts, unfinished = [], 0
+    for q in seqs:
+        if len(q) == 0:
+            unfinished += 1
+            continue
+        parts.append(q)
+        if q[-1] != eos_id:
+            unfinished += 1
+            parts.append(np.array([eos_id], dtype=q.dtype))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), unfinished
+    flat = np.concatenate(parts)
+    ends = np.flatnonzero(flat == eos_id)
+    return flat, np.diff(np.concatenate([[-1], ends])).astype(np.int64), unfinished
 
 
 @dataclass
@@ -251,7 +280,11 @@ def generate_corpus(
         },
     }
     stats = SampleResult(0, 0, 0, 0, 0.0)
-    device = next(model.parameters()).device
+    device = (
+        torch.device("cpu")
+        if getattr(model, "family", None) == "ngram"
+        else next(model.parameters()).device
+    )
     t0 = time.perf_counter()
     total = num_sequences if num_sequences is not None else None
     bar = progress_bar(total, "sample", "seq" if total else "story", progress and rank == 0)
@@ -269,8 +302,7 @@ def generate_corpus(
             )
             if rows > 0:
                 g = torch.Generator(device=device).manual_seed(_batch_seed(seed, b))
-                counts = [rows, 0, 0, 0]
-                for seq in sample_batch(
+                seqs = sample_batch(
                     model,
                     rows,
                     length,
@@ -279,13 +311,10 @@ def generate_corpus(
                     generator=g,
                     params=params,
                     stop_at_eos=mode == "story",
-                ):
-                    stories = to_stories(seq, eos_id)
-                    counts[1] += len(stories)
-                    counts[2] += len(seq)
-                    counts[3] += int(len(seq) == 0 or seq[-1] != eos_id)
-                    for story in stories:
-                        w.add(story)
+                )
+                flat, lens, unfinished = stories_of(seqs, eos_id)
+                w.add_flat(flat, lens)
+                counts = [rows, int(lens.size), sum(len(q) for q in seqs), unfinished]
                 per_batch[str(b)] = counts
                 bar.update(rows if total else counts[1])
             if num_sequences is not None:

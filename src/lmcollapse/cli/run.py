@@ -49,7 +49,12 @@ def run_cmd(
     cfg = resolve(ExperimentConfig, preset=name, config=config_file, overrides=sets)
     root = run(cfg, out, preset=name, resume=resume, progress=not quiet)
     s = status(root)
-    ppl = ", ".join(f"{k}: {v:.2f}" for k, v in s["perplexity"].items() if v is not None)
+    items = [(k, v) for k, v in s["perplexity"].items() if v is not None]
+    if len(items) > 12:  # a long run: the first few, evenly spaced ones, the last
+        step = max(1, len(items) // 8)
+        keep = sorted(set(range(3)) | set(range(0, len(items), step)) | {len(items) - 1})
+        items = [items[i] for i in keep]
+    ppl = ", ".join(f"{k}: {v:.2f}" for k, v in items)
     click.echo(f"{root}: {len(s['generations_done'])} generation(s), status {s['status']}")
     click.echo(f"held-out perplexity by generation: {ppl}")
     click.echo(f"report: {s['report']}")

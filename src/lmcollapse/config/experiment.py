@@ -42,10 +42,12 @@ def _in_unit_interval(name: str, value: float, *, open_low: bool, open_high: boo
 class ModelConfig:
     """The language model trained at every generation (Appendix C.2)."""
 
-    family: Literal["gpt-neo", "hf"] = "gpt-neo"
+    family: Literal["gpt-neo", "hf", "ngram"] = "gpt-neo"
     """Model family. `gpt-neo` is the paper's architecture (TinyStories-1M/33M) in the fast
     engine; `hf` is any Hugging Face causal-LM config (model.hf_config) through transformers —
-    a slower, generic fallback."""
+    a slower, generic fallback; `ngram` is an exact n-gram model (model.order, model.smoothing,
+    model.delta) whose additive smoothing is the paper's error α_i = δ, hundreds of generations
+    in minutes."""
     hf_config: str | None = None
     """For family `hf`: a config name or path for AutoConfig (its vocabulary is replaced by the
     tokenizer's); the architecture fields below are then ignored."""
@@ -63,9 +65,24 @@ class ModelConfig:
     """Attention type per layer, repeated to num_layers (GPT-Neo alternates global and local)."""
     vocab_size: int | None = None
     """Embedding rows; null takes the tokenizer's vocabulary size (50257 for the GPT-Neo one)."""
+    order: int = 2
+    """ngram: tokens per n-gram (2: a bigram model, next token given the previous one)."""
+    smoothing: Literal["additive", "witten-bell"] = "additive"
+    """ngram: `additive` (p̂ = (N_{h;v} + δ)/(N_h + Vδ), Prop. 2.3 with α_i = δ) or
+    `witten-bell` (interpolated with the lower orders, an error that is not uniform — the
+    contrast)."""
+    delta: float = 1.0
+    """ngram: the additive count δ > 0 (for witten-bell, of the unigram at the bottom)."""
+    expected_counts: Literal["off", "chain", "paper"] = "off"
+    """ngram, orders 1-2, additive: `off` trains generation n on its sampled corpus; `chain`
+    trains it on the exact expected counts of generation n-1's stream (footnote 3: no sampling
+    error); `paper` on the counts the paper's count form assumes (generation j's data carries
+    its counts plus its error, N + α). Sampled corpora are still made, for statistics."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
+        if self.family == "ngram":
+            return self._check_ngram()
         out = _at_least("num_layers", self.num_layers, 1) + _at_least(
             "num_heads", self.num_heads, 1
         )
@@ -87,6 +104,24 @@ class ModelConfig:
                 f"attention_pattern: its length {len(self.attention_pattern)} must divide "
                 f"num_layers={self.num_layers}"
             )
+        if self.expected_counts != "off":
+            out.append("expected_counts: only the ngram family has expected counts")
+        return out
+
+    def _check_ngram(self) -> list[str]:
+        out = _at_least("order", self.order, 1) + _at_least("vocab_size", self.vocab_size, 2)
+        if not self.delta > 0:
+            out.append(
+                f"delta: {self.delta} must be > 0 (the paper's form needs every p̂ > 0; "
+                "δ is the error α_i of every token)"
+            )
+        if self.expected_counts != "off" and self.order > 2:
+            out.append(
+                f"expected_counts: {self.expected_counts} supports orders 1 and 2 (a Markov "
+                f"chain on tokens), not order {self.order}"
+            )
+        if self.expected_counts != "off" and self.smoothing != "additive":
+            out.append(f"expected_counts: {self.expected_counts} needs smoothing additive")
         return out
 
 

@@ -58,6 +58,8 @@ def perplexity(
     """{"loss": mean token loss (nats), "perplexity": e^loss, "tokens", "stories"}."""
     if context < 1:
         raise InvalidInput(f"evaluation context must be >= 1, got {context}")
+    if getattr(model, "family", None) == "ngram":  # exact: n - 1 tokens of context suffice
+        return model.perplexity(store, max_stories)
     stride = stride or max(1, context // 2)
     if not 0 < stride <= context:
         raise InvalidInput(f"perplexity stride must be in [1, context], got {stride}")

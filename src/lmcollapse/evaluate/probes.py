@@ -22,6 +22,8 @@ from lmcollapse.errors import InvalidInput
 @torch.no_grad()
 def next_token_distribution(model: Any, context_ids: list[int]) -> np.ndarray:
     """p̂(·|x) over the model's vocabulary, float64, (V,)."""
+    if getattr(model, "family", None) == "ngram":
+        return model.distribution(context_ids)
     if not context_ids:
         raise InvalidInput("the probe context is empty: give text such as ' there'")
     if max(context_ids) >= model.shape.vocab_size or min(context_ids) < 0:
@@ -49,11 +51,13 @@ def probe(
     next_texts: list[str] | tuple[str, ...],
     truth: ContinuationCounter | None = None,
     top_k: int = 10,
+    distribution: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One probe: p̂(v|x) for each v, the truth N_{x;v}/N_x and α* when the counts are given."""
+    """One probe: p̂(v|x) for each v, the truth N_{x;v}/N_x and α* when the counts are given
+    (`distribution`: p̂(·|x) when the caller already has it)."""
     ids = tok.encode(context)
     targets = {v: single_token(tok, v, "probe token") for v in next_texts}
-    p = next_token_distribution(model, ids)
+    p = next_token_distribution(model, ids) if distribution is None else distribution
     if tok.vocab_size > p.size:
         raise InvalidInput(
             f"the tokenizer has {tok.vocab_size} ids but the model only {p.size}: "

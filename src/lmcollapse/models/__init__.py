@@ -4,7 +4,10 @@ Every model the engine trains has: `shape.vocab_size` and `shape.max_positions`;
 `forward(input_ids, targets=None, cache=None)` (logits, or the mean next-token loss given
 targets); `token_logprobs(input_ids, targets, mask)`; `new_cache(batch, capacity)`;
 `save_pretrained(dir)` writing a Hugging Face checkpoint. `build_model` makes a fresh one for a
-generation, `load_model` reads one back.
+generation, `load_model` reads one back. The `ngram` family (models.ngram) is not a torch module:
+it trains by counting (`fit`), scores with `perplexity` and `distribution`, samples with
+`sample_sequences`, and saves its counts with `save_pretrained`; the pipeline, probes and
+evaluation dispatch on `family == "ngram"`.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Any:
             f"model.vocab_size={cfg.vocab_size} does not fit the tokenizer's {vocab_size} ids: "
             "set model.vocab_size to at least that, or null to follow the tokenizer"
         )
+    if cfg.family == "ngram":
+        from lmcollapse.models.ngram import NGramModel
+
+        return NGramModel(size, eos_id, cfg.order, cfg.delta, cfg.smoothing)
     if cfg.family == "hf":
         from lmcollapse.models.hf import HFCausalLM
 
@@ -102,6 +109,10 @@ def load_model(path: str | Path) -> Any:
     if not config.is_file():
         raise InvalidInput(f"{p} has no config.json: it is not a Hugging Face model directory")
     meta = json.loads(config.read_text(encoding="utf-8"))
+    if meta.get("model_type") == "lmcollapse-ngram":
+        from lmcollapse.models.ngram import NGramModel
+
+        return NGramModel.from_pretrained(p)
     if (
         meta.get("model_type") == "gpt_neo"
         and meta.get("activation_function", "gelu_new") == "gelu_new"

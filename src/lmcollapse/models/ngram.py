@@ -1,0 +1,626 @@
+"""An exact n-gram model family whose smoothing is the paper's additive error.
+
+With additive smoothing δ the model is p̂(v|h) = (N_{h;v} + δ) / (N_h + Vδ): Prop. 2.3 with
+α_{h;v} = δ for every v — the paper's form, exactly, for every history h at once. Witten-Bell
+interpolation (p̂(v|h) = (N_{h;v} + T_h p̂_lower(v|h')) / (N_h + T_h), T_h the number of distinct
+continuations of h, down to an additive-δ unigram) is offered as the contrast: its error is not
+uniform over the vocabulary but follows the lower-order distribution.
+
+Histories are the n-1 previous tokens of a story, padded on the left with end-of-text: a story
+s_1..s_m (s_m = EOS) is scored and counted from the start token EOS, as the transformer is.
+
+Counts live in sorted numpy arrays — pair keys h·V + v with their counts, grouped by history as
+in a CSR matrix (`indptr`) — plus a per-history `base`, a count added to every v of that history.
+Trained from a corpus, base is 0. In the expected-counts modes (`expected_counts`) a count table
+is sparse-plus-constant-per-row — the smoothing mass the previous generation spread over the
+vocabulary — and `base` holds the constant part, so V × V tables are never materialised.
+
+Sampling is vectorised over a batch of sequences, at temperature 1 with no truncation: each step
+is a mixture draw (the counts part, found by binary search in the cumulative counts of the
+history's row, or the smoothing part: uniform, or the lower order), so every token keeps its exact
+probability, however small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lmcollapse.artifacts import atomic_dir
+from lmcollapse.errors import InvalidInput
+
+FORMAT = "lmcollapse-ngram"
+SMOOTHINGS = ("additive", "witten-bell")
+_KEY_LIMIT = 2**62  # V^order must stay below this for int64 pair keys
+_GATHER = 8192  # stories per batch when counting
+
+
+@dataclass(frozen=True)
+class NGramShape:
+    """What the pipeline asks of any model: vocabulary and how much context it can take."""
+
+    vocab_size: int
+    max_positions: int
+    order: int
+
+
+def _check(order: int, vocab_size: int, eos_id: int, delta: float, smoothing: str) -> None:
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise InvalidInput(f"n-gram order must be an integer >= 1, got {order!r}")
+    if smoothing not in SMOOTHINGS:
+        raise InvalidInput(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {smoothing!r}")
+    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
+        raise InvalidInput(
+            f"smoothing delta must be a finite number > 0 (the paper's form needs every "
+            f"p̂ > 0), got {delta!r}"
+        )
+    if vocab_size < 2 or not 0 <= eos_id < vocab_size:
+        raise InvalidInput(
+            f"n-gram model needs 0 <= eos_id < vocab_size, got {eos_id}, {vocab_size}"
+        )
+    if float(vocab_size) ** order >= _KEY_LIMIT:
+        raise InvalidInput(
+            f"order {order} over a vocabulary of {vocab_size} ids overflows 64-bit n-gram keys: "
+            "use a lower model.order or a smaller tokenizer"
+        )
+
+
+def _unique_sum(keys: NDArray[np.int64], weights: NDArray[np.float64]) -> tuple[Any, Any]:
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inverse.ravel(), weights=weights, minlength=uniq.size)
+
+
+class NGramModel:
+    """An order-n model with additive or Witten-Bell smoothing (see the module docstring)."""
+
+    family = "ngram"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        eos_id: int,
+        order: int = 2,
+        delta: float = 1.0,
+        smoothing: str = "additive",
+    ) -> None:
+        _check(order, vocab_size, eos_id, delta, smoothing)
+        self.vocab_size, self.eos_id, self.order = int(vocab_size), int(eos_id), order
+        self.delta, self.smoothing = float(delta), smoothing
+        self.shape = NGramShape(self.vocab_size, 2**31 - 1, order)
+        self.training = False
+        self._set(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+        self.lower: NGramModel | None = None
+        if smoothing == "witten-bell" and order > 1:
+            self.lower = NGramModel(vocab_size, eos_id, order - 1, delta, smoothing)
+
+    # --- the count table -----------------------------------------------------------------------
+
+    def _set(
+        self,
+        keys: NDArray[np.int64],
+        values: NDArray[np.float64],
+        hists: NDArray[np.int64],
+        base: NDArray[np.float64],
+    ) -> None:
+        """Install pair keys (sorted) with their counts, and the histories (sorted, a superset of
+        the pairs' histories) with their per-row base counts."""
+        V = self.vocab_size
+        self.keys, self.values = keys.astype(np.int64), values.astype(np.float64)
+        self.hists, self.base = hists.astype(np.int64), base.astype(np.float64)
+        self.indptr = np.searchsorted(self.keys // V, self.hists, side="left")
+        self.indptr = np.append(self.indptr, self.keys.size).astype(np.int64)
+        row_sums = np.add.reduceat(self.values, self.indptr[:-1]) if self.keys.size else None
+        sums = np.zeros(self.hists.size)
+        if row_sums is not None:
+            nonempty = np.diff(self.indptr) > 0
+            sums[nonempty] = row_sums[nonempty]
+        self.row_counts = sums  # N_h from the sparse part
+        self.row_types = np.diff(self.indptr).astype(np.float64)  # T_h (Witten-Bell)
+        self.cum = np.concatenate([[0.0], np.cumsum(self.values)])
+        self._row_of = None  # orders 1-2: a direct history -> row map (no binary search)
+        if self.order <= 2:
+            self._row_of = np.full(V if self.order == 2 else 1, -1, dtype=np.int64)
+            self._row_of[self.hists] = np.arange(self.hists.size)
+
+    @property
+    def num_ngrams(self) -> int:
+        """Distinct n-grams stored (the model's size)."""
+        return int(self.keys.size) + (self.lower.num_ngrams if self.lower else 0)
+
+    def history_keys(self, tokens: NDArray[Any], lens: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The key of every token's history (n-1 previous tokens of its story, EOS-padded)."""
+        V, eos = self.vocab_size, self.eos_id
+        toks = np.asarray(tokens, dtype=np.int64)
+        key = np.zeros(toks.size, dtype=np.int64)
+        if self.order == 1 or toks.size == 0:
+            return key
+        starts = np.cumsum(lens) - lens
+        pos = np.arange(toks.size, dtype=np.int64) - np.repeat(starts, lens)
+        for back in range(self.order - 1, 0, -1):  # oldest first
+            prev = np.full(toks.size, eos, dtype=np.int64)
+            ok = pos >= back
+            prev[ok] = toks[np.flatnonzero(ok) - back]
+            key = key * V + prev
+        return key
+
+    def fit(self, stores: Any, indices: Any = None) -> NGramModel:
+        """Count n-grams of the chosen stories (a TrainingSet, or stores with index arrays)."""
+        if indices is None:
+            stores, indices = stores.stores, stores.indices
+        V = self.vocab_size
+        keys, values = np.zeros(0, np.int64), np.zeros(0)
+        pending: list[tuple[Any, Any]] = []
+        for store, idx in zip(stores, indices, strict=True):
+            if store.vocab_size > V:
+                raise InvalidInput(
+                    f"{store.path} has vocabulary {store.vocab_size}, larger than the model's {V}"
+                )
+            for toks, lens in store.gather(np.asarray(idx), batch=_GATHER):
+                pair = self.history_keys(toks, lens) * V + np.asarray(toks, dtype=np.int64)
+                u, c = np.unique(pair, return_counts=True)
+                pending.append((u, c.astype(np.float64)))
+                if len(pending) >= 16:
+                    keys, values = _unique_sum(
+                        np.concatenate([keys] + [p[0] for p in pending]),
+                        np.concatenate([values] + [p[1] for p in pending]),
+                    )
+                    pending = []
+        if pending:
+            keys, values = _unique_sum(
+                np.concatenate([keys] + [p[0] for p in pending]),
+                np.concatenate([values] + [p[1] for p in pending]),
+            )
+        hists = np.unique(keys // V)
+        self._set(keys, values, hists, np.zeros(hists.size))
+        if self.lower is not None:
+            self.lower.fit(stores, indices)
+        return self
+
+    # --- probabilities -------------------------------------------------------------------------
+
+    def _rows(self, hkeys: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        if self._row_of is not None:
+            r = self._row_of[hkeys]
+            return np.maximum(r, 0), r >= 0
+        r = np.searchsorted(self.hists, hkeys)
+        rc = np.minimum(r, max(self.hists.size - 1, 0))
+        seen = (r < self.hists.size) & (self.hists[rc] == hkeys) if self.hists.size else r < 0
+        return rc, seen
+
+    def _pair_counts(self, hkeys: NDArray[np.int64], targets: NDArray[np.int64]) -> Any:
+        pair = hkeys * self.vocab_size + targets
+        j = np.searchsorted(self.keys, pair)
+        jc = np.minimum(j, max(self.keys.size - 1, 0))
+        if not self.keys.size:
+            return np.zeros(pair.size)
+        found = (j < self.keys.size) & (self.keys[jc] == pair)
+        return np.where(found, self.values[jc], 0.0)
+
+    def _lower_keys(self, hkeys: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Drop the oldest token of each history (the lower order's history)."""
+        return hkeys % (self.vocab_size ** (self.order - 2)) if self.order > 2 else hkeys * 0
+
+    def prob(self, hkeys: NDArray[np.int64], targets: NDArray[np.int64]) -> NDArray[np.float64]:
+        """p̂(target | history) for arrays of history keys and targets, float64."""
+        hkeys = np.asarray(hkeys, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        r, seen = self._rows(hkeys)
+        c = self._pair_counts(hkeys, targets)
+        V, d = self.vocab_size, self.delta
+        if self.lower is None:  # additive (and the unigram end of Witten-Bell)
+            base = np.where(seen, self.base[r], 0.0) if self.base.size else 0.0
+            total = np.where(seen, self.row_counts[r], 0.0) if self.hists.size else 0.0
+            return (c + base + d) / (total + V * (base + d))
+        lower = self.lower.prob(self._lower_keys(hkeys), targets)
+        types = np.where(seen, self.row_types[r], 0.0)
+        total = np.where(seen, self.row_counts[r], 0.0)
+        out = lower.copy()
+        ok = seen & (total > 0)
+        out[ok] = (c[ok] + types[ok] * lower[ok]) / (total[ok] + types[ok])
+        return out
+
+    def context_key(self, context_ids: list[int] | NDArray[Any]) -> int:
+        """The history key of the last n-1 tokens of a context (EOS-padded if shorter)."""
+        ids = [int(i) for i in context_ids]
+        if any(not 0 <= i < self.vocab_size for i in ids):
+            raise InvalidInput(
+                f"context ids {ids} are outside the model's vocabulary [0, {self.vocab_size})"
+            )
+        hist = ([self.eos_id] * (self.order - 1) + ids)[len(ids) :] if self.order > 1 else []
+        key = 0
+        for t in hist:
+            key = key * self.vocab_size + t
+        return key
+
+    def distribution(self, context_ids: list[int] | NDArray[Any]) -> NDArray[np.float64]:
+        """p̂(·|x) over the whole vocabulary for a context (its last n-1 tokens count), (V,)."""
+        if len(context_ids) == 0:
+            raise InvalidInput("the probe context is empty: give text such as ' there'")
+        key = self.context_key(context_ids)
+        v = np.arange(self.vocab_size, dtype=np.int64)
+        return self.prob(np.full(self.vocab_size, key, dtype=np.int64), v)
+
+    def story_logprobs(self, tokens: NDArray[Any], lens: NDArray[np.int64]) -> NDArray[Any]:
+        """log p̂ of every token of the given stories, each predicted from its story's start."""
+        toks = np.asarray(tokens, dtype=np.int64)
+        return np.log(self.prob(self.history_keys(toks, lens), toks))
+
+    def perplexity(self, store: Any, max_stories: int | None = None) -> dict[str, float]:
+        """Held-out perplexity, story by story (the n-gram needs no window: n-1 ≤ any context)."""
+        n = store.num_stories if max_stories is None else min(max_stories, store.num_stories)
+        if n == 0:
+            raise InvalidInput(f"{store.path} has no stories to evaluate on")
+        if store.vocab_size > self.vocab_size:
+            raise InvalidInput(
+                f"{store.path} has vocabulary {store.vocab_size}, larger than the model's "
+                f"{self.vocab_size}"
+            )
+        total, count = 0.0, 0
+        for toks, lens in store.gather(np.arange(n), batch=_GATHER):
+            total -= float(self.story_logprobs(toks, lens).sum())
+            count += int(lens.sum())
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "stories": n}
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def _draw(self, hkeys: NDArray[np.int64], rng: np.random.Generator) -> NDArray[np.int64]:
+        """One token per history, exactly from p̂(·|h): a mixture draw between the counts part
+        (binary search in the row's cumulative counts) and the smoothing part (uniform, or the
+        lower order for Witten-Bell, with fresh uniforms)."""
+        V, d = self.vocab_size, self.delta
+        u, w = rng.random(hkeys.size), rng.random(hkeys.size)
+        r, seen = self._rows(hkeys)
+        total = np.where(seen, self.row_counts[r], 0.0) if self.hists.size else np.zeros(u.size)
+        if self.lower is None:
+            base = np.where(seen, self.base[r], 0.0) if self.base.size else np.zeros(u.size)
+            smooth = V * (base + d)
+        else:
+            smooth = np.where(seen, self.row_types[r], 0.0)
+        from_counts = u * (total + smooth) < total
+        out = np.empty(u.size, dtype=np.int64)
+        if from_counts.any():
+            rr = r[from_counts]
+            lo, hi = self.indptr[rr], self.indptr[rr + 1]
+            target = self.cum[lo] + w[from_counts] * total[from_counts]
+            order = np.argsort(target)  # sorted queries: a much faster binary search
+            j = np.empty(target.size, dtype=np.int64)
+            j[order] = np.searchsorted(self.cum, target[order], side="right") - 1
+            j = np.clip(j, lo, hi - 1)
+            out[from_counts] = self.keys[j] % V
+        rest = ~from_counts
+        if rest.any():
+            if self.lower is None:
+                out[rest] = np.minimum((w[rest] * V).astype(np.int64), V - 1)
+            else:
+                out[rest] = self.lower._draw(self._lower_keys(hkeys[rest]), rng)
+        return out
+
+    def _dense_rows(self) -> tuple[Any, ...]:
+        """Orders 1-2, additive: per-history arrays over every history (unseen ones too), so a
+        sampling step is a handful of gathers."""
+        H = self._row_of.size  # type: ignore[union-attr]
+        total, smooth = np.zeros(H), np.full(H, self.vocab_size * self.delta)
+        lo, hi = np.zeros(H, dtype=np.int64), np.ones(H, dtype=np.int64)
+        h = self.hists
+        total[h] = self.row_counts
+        smooth[h] = self.vocab_size * (self.base + self.delta)
+        lo[h], hi[h] = self.indptr[:-1], np.maximum(self.indptr[1:], self.indptr[:-1] + 1)
+        return total, smooth, lo, hi, self.cum[lo]
+
+    def _draw_dense(self, prev: NDArray[np.int64], rng: np.random.Generator, dense: Any) -> Any:
+        total_d, smooth_d, lo_d, hi_d, cumlo_d = dense
+        V = self.vocab_size
+        uw = rng.random((2, prev.size))
+        total = total_d[prev]
+        from_counts = uw[0] * (total + smooth_d[prev]) < total
+        out = np.minimum((uw[1] * V).astype(np.int64), V - 1)  # the uniform part
+        idx = np.flatnonzero(from_counts)
+        if idx.size:
+            p = prev[idx]
+            target = cumlo_d[p] + uw[1, idx] * total[idx]
+            order = np.argsort(target)
+            j = np.empty(idx.size, dtype=np.int64)
+            j[order] = np.searchsorted(self.cum, target[order], side="right") - 1
+            out[idx] = self.keys[np.clip(j, lo_d[p], hi_d[p] - 1)] % V
+        return out
+
+    def sample_sequences(
+        self, rows: int, length: int, seed: int, stop_at_eos: bool = False
+    ) -> list[NDArray[np.int64]]:
+        """`rows` sequences of up to `length` tokens, each starting after EOS; in stream mode a
+        sequence runs on across end-of-text with its history reset (Algorithm 1's stream)."""
+        if length < 1:
+            raise InvalidInput(f"sampling length must be >= 1, got {length}")
+        V, eos = self.vocab_size, self.eos_id
+        rng = np.random.default_rng(seed)
+        out = np.empty((rows, length), dtype=np.int64)
+        done_at = np.full(rows, length, dtype=np.int64)
+        active = np.arange(rows)
+        if self.order <= 2 and self.lower is None:  # the fast path: the history is one token
+            dense = self._dense_rows()
+            prev = np.full(rows, eos if self.order == 2 else 0, dtype=np.int64)
+            for t in range(length):
+                tok = self._draw_dense(prev if self.order == 2 else prev * 0, rng, dense)
+                out[active, t] = tok
+                if stop_at_eos:
+                    going = tok != eos
+                    done_at[active[~going]] = t + 1
+                    active, tok = active[going], tok[going]
+                    if active.size == 0:
+                        break
+                prev = tok  # after end-of-text the history is end-of-text: the stream restarts
+            return [out[i, : done_at[i]] for i in range(rows)]
+        hist = np.full((rows, max(self.order - 1, 0)), eos, dtype=np.int64)
+        for t in range(length):
+            key = np.zeros(active.size, dtype=np.int64)
+            for c in range(hist.shape[1]):
+                key = key * V + hist[active, c]
+            tok = self._draw(key, rng)
+            out[active, t] = tok
+            if hist.shape[1]:
+                hist[active] = np.roll(hist[active], -1, axis=1)
+                hist[active, -1] = tok
+                ended = tok == eos
+                hist[active[ended]] = eos
+            if stop_at_eos:
+                ended = tok == eos
+                done_at[active[ended]] = t + 1
+                active = active[~ended]
+                if active.size == 0:
+                    break
+        return [out[i, : done_at[i]] for i in range(rows)]
+
+    # --- the interface the pipeline uses --------------------------------------------------------
+
+    def eval(self) -> NGramModel:
+        return self
+
+    def train(self, mode: bool = True) -> NGramModel:
+        return self
+
+    def describe(self) -> str:
+        return (
+            f"n-gram model: order {self.order}, {self.smoothing} smoothing, δ = {self.delta:g}, "
+            f"vocabulary {self.vocab_size}, {self.num_ngrams:,} n-grams stored"
+        )
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """config.json (model_type lmcollapse-ngram) + counts.npz, written atomically."""
+        with atomic_dir(path) as tmp:
+            (tmp / "config.json").write_text(json.dumps(self.config(), indent=2), encoding="utf-8")
+            np.savez(tmp / "counts.npz", **self._arrays())
+        return Path(path)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "model_type": FORMAT,
+            "order": self.order,
+            "delta": self.delta,
+            "smoothing": self.smoothing,
+            "vocab_size": self.vocab_size,
+            "eos_token_id": self.eos_id,
+        }
+
+    def _arrays(self, prefix: str = "") -> dict[str, Any]:
+        out = {
+            f"{prefix}keys": self.keys,
+            f"{prefix}values": self.values,
+            f"{prefix}hists": self.hists,
+            f"{prefix}base": self.base,
+        }
+        if self.lower is not None:
+            out.update(self.lower._arrays(prefix + "lower_"))
+        return out
+
+    def _load_arrays(self, data: Any, prefix: str = "") -> None:
+        self._set(
+            data[f"{prefix}keys"],
+            data[f"{prefix}values"],
+            data[f"{prefix}hists"],
+            data[f"{prefix}base"],
+        )
+        if self.lower is not None:
+            self.lower._load_arrays(data, prefix + "lower_")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> NGramModel:
+        p = Path(path)
+        try:
+            meta = json.loads((p / "config.json").read_text(encoding="utf-8"))
+            model = cls(
+                meta["vocab_size"],
+                meta["eos_token_id"],
+                meta["order"],
+                meta["delta"],
+                meta["smoothing"],
+            )
+            with np.load(p / "counts.npz") as data:
+                model._load_arrays(data)
+        except (OSError, KeyError, ValueError) as exc:
+            raise InvalidInput(f"{p} is not a readable n-gram model ({exc})") from None
+        return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Expected counts (the paper's footnote 3: sampling error ignored).
+
+
+@dataclass
+class CountTable:
+    """A bigram (or unigram) count table as sparse-plus-row-constant: count(h, v) =
+    values[pair h·V+v] + base[h], over every history h in 0..V-1 (one history for a unigram)."""
+
+    keys: NDArray[np.int64]
+    values: NDArray[np.float64]
+    base: NDArray[np.float64]
+
+    def __add__(self, other: CountTable) -> CountTable:
+        if not np.array_equal(self.keys, other.keys):
+            raise ValueError("count tables with different patterns")
+        return CountTable(self.keys, self.values + other.values, self.base + other.base)
+
+    def scaled(self, factor: float) -> CountTable:
+        return CountTable(self.keys, self.values * factor, self.base * factor)
+
+    def total(self, hist: int, vocab_size: int) -> float:
+        """N_h: every count of history h (the sparse row and V times its base)."""
+        lo, hi = np.searchsorted(self.keys // vocab_size, [hist, hist + 1])
+        return float(self.values[lo:hi].sum() + vocab_size * self.base[hist])
+
+
+def check_expected(model: NGramModel) -> None:
+    """Expected counts are exact for what they support; say so for the rest."""
+    if model.order > 2:
+        raise InvalidInput(
+            f"expected-counts mode supports n-gram orders 1 and 2 (the generated stream is then "
+            f"a Markov chain on tokens), not order {model.order}: set model.order to 2 or "
+            "model.expected_counts to off"
+        )
+    if model.smoothing != "additive":
+        raise InvalidInput(
+            "expected-counts mode needs additive smoothing (the paper's form): set "
+            "model.smoothing to additive or model.expected_counts to off"
+        )
+
+
+def table_of(model: NGramModel) -> CountTable:
+    """The model's own counts as a table over every history."""
+    check_expected(model)
+    H = model.vocab_size if model.order == 2 else 1
+    base = np.zeros(H)
+    if model.hists.size:
+        base[model.hists] = model.base
+    return CountTable(model.keys.copy(), model.values.copy(), base)
+
+
+def from_table(model: NGramModel, table: CountTable) -> NGramModel:
+    """Install a count table as the model's counts."""
+    H = model.vocab_size if model.order == 2 else 1
+    model._set(table.keys, table.values, np.arange(H, dtype=np.int64), table.base)
+    return model
+
+
+def expected_story_counts(model: NGramModel) -> tuple[CountTable, float]:
+    """(expected n-gram counts of one generated story, its expected length in tokens).
+
+    A story is the chain started after EOS and stopped at the first EOS it emits. Unigram: the
+    length is geometric, E[count of v] = p(v)/p(EOS). Bigram: transitions P(u,v) = a_u (S(u,v) +
+    ρ_u) with ρ = base + δ; the expected visits w of the non-EOS tokens solve w (I - Q) = s, Q = A
+    + b 1ᵀ (A sparse, b the row constants) — done exactly with one sparse LU of I - A and the
+    Sherman-Morrison step for the rank-one part. E[count(u, v)] = visits_u P(u, v), with one visit
+    of EOS (the start).
+    """
+    check_expected(model)
+    V, eos, d = model.vocab_size, model.eos_id, model.delta
+    t = table_of(model)
+    if model.order == 1:
+        rho = t.base[0] + d
+        total = t.values.sum() + V * rho
+        p_eos = (t.values[t.keys == eos].sum() + rho) / total
+        factor = 1.0 / (p_eos * total)  # E[count of v] = p(v) / p(EOS)
+        return CountTable(t.keys, t.values * factor, np.array([rho * factor])), 1.0 / p_eos
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    rows, cols = t.keys // V, t.keys % V
+    row_sum = np.bincount(rows, weights=t.values, minlength=V)
+    rho = t.base + d
+    a = 1.0 / (row_sum + V * rho)
+    b = a * rho  # P(u, v) = a_u S(u, v) + b_u
+    keep = np.flatnonzero(np.arange(V) != eos)
+    pos = np.full(V, -1)
+    pos[keep] = np.arange(keep.size)
+    inner = (rows != eos) & (cols != eos)
+    A = sp.csr_matrix(
+        (a[rows[inner]] * t.values[inner], (pos[rows[inner]], pos[cols[inner]])),
+        shape=(keep.size, keep.size),
+    )
+    start = np.full(keep.size, b[eos])
+    from_eos = (rows == eos) & (cols != eos)
+    start[pos[cols[from_eos]]] += a[eos] * t.values[from_eos]
+    lu = splu((sp.identity(keep.size, format="csc") - A).T.tocsc())
+    x1 = lu.solve(start)  # s M^-1 as a column
+    x2 = lu.solve(np.ones(keep.size))  # 1ᵀ M^-1
+    bi = b[keep]
+    c = float(x1 @ bi) / (1.0 - float(x2 @ bi))
+    w = x1 + c * x2
+    visits = np.ones(V)
+    visits[keep] = w
+    scale = visits * a
+    return CountTable(t.keys, t.values * scale[rows], visits * b), float(visits.sum())
+
+
+def generated_counts(model: NGramModel, mode: str, stories: float) -> CountTable:
+    """The counts a generated corpus S_n of `stories` stories contributes, without sampling error.
+
+    `chain`: `stories` times the expected counts of one story of the model's stream (exact).
+    `paper`: the paper's count form (Eq. 3-4): the corpus carries the model's counts plus its
+    error, (N_{h;v} + δ) per pair, scaled by the corpus's size relative to D0 (`stories` / |D0|
+    is passed in as the scale by the caller: here `stories` is that scale).
+    """
+    if mode == "chain":
+        per_story, _ = expected_story_counts(model)
+        return per_story.scaled(stories)
+    if mode == "paper":
+        t = table_of(model)
+        return CountTable(t.keys, t.values, t.base + model.delta).scaled(stories)
+    raise InvalidInput(f"expected-counts mode must be chain or paper, got {mode!r}")
+
+
+def training_table(
+    paradigm: str,
+    n: int,
+    d0: CountTable,
+    last: CountTable,
+    cumulative: CountTable,
+    k: float = 1.0,
+    lam: float = 0.5,
+) -> CountTable:
+    """Generation n's (n ≥ 2) training counts from D0's counts and the generated corpora's, in
+    the paradigm's exact shares: `last` is S_{n-1}'s counts, `cumulative` those of S_1..S_{n-1}
+    summed (each S_j of k·|D0| stories under the accumulating paradigms, |D0| otherwise)."""
+    if paradigm == "replace":
+        return last
+    if paradigm == "mix":
+        return d0.scaled(lam) + last.scaled(1 - lam)
+    if paradigm == "accumulate":
+        return d0 + cumulative
+    if paradigm == "accumulate-subsample":
+        return (d0 + cumulative).scaled(1.0 / (1.0 + (n - 1) * k))
+    raise InvalidInput(f"unknown paradigm {paradigm!r}")
+
+
+def expected_run(
+    model: NGramModel,
+    generations: int,
+    paradigm: str,
+    mode: str,
+    *,
+    d0_stories: int,
+    k: float = 1.0,
+    lam: float = 0.5,
+) -> list[NGramModel]:
+    """Generations 1..G in an expected-counts mode, in memory: `model` is generation 1 (fitted
+    on D0); returns every generation's model. The pipeline does the same, one generation at a
+    time with the counts on disk."""
+    check_expected(model)
+    scale = k if paradigm in ("accumulate-subsample", "accumulate") else 1.0
+    size = scale * (d0_stories if mode == "chain" else 1.0)
+    d0 = table_of(model)
+    models = [model]
+    last = generated_counts(model, mode, size)
+    cumulative = last
+    for n in range(2, generations + 1):
+        nxt = NGramModel(model.vocab_size, model.eos_id, model.order, model.delta)
+        from_table(nxt, training_table(paradigm, n, d0, last, cumulative, k, lam))
+        models.append(nxt)
+        last = generated_counts(nxt, mode, size)
+        cumulative = cumulative + last
+    return models
