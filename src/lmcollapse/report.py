@@ -56,6 +56,11 @@ _CAPTIONS = {
     "diversity.png": "Statistics of each generated corpus on equal-size samples; generation 0 is "
     "D0.",
     "lengths.png": "Story length and end-of-text rate of each corpus (generation 0 = D0).",
+    "theory": "Theory next to measurement. Left: p̂_n(v|x) (solid), Theorem 2.1's error-only "
+    "limit term built from the estimated errors (dotted), D0's truth (dashed). Middle: the weight "
+    "N_x/y[n] of the real data in p̂_n, which the proof says must vanish. Right: the smallest "
+    "per-generation error α[n] (Remark B.1 applied to Prop. 2.3-2.5) relative to the counts b[n] "
+    "it was added to; the theorem assumes it does not tend to zero.",
 }
 
 
@@ -80,9 +85,45 @@ def _load(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """The report's theory section for one run (and its figure), or why there is none."""
+    from lmcollapse.bridge import from_run
+    from lmcollapse.plots import bridge_figure
+
+    try:
+        result = from_run(run["dir"])
+    except InvalidInput as exc:
+        return f"<p>No theory comparison: {html.escape(str(exc))}</p>", {}
+    rows = []
+    for p in result["probes"]:
+        if "skipped" in p:
+            rows.append(
+                f"<tr><td class='l'>{html.escape(repr(p['context']))}</td>"
+                f"<td class='l' colspan='5'>{html.escape(p['skipped'])}</td></tr>"
+            )
+            continue
+        t = p["trend"]
+        rows.append(
+            f"<tr><td class='l'>{html.escape(repr(p['context']))}</td><td>{_fmt(p['N_x'])}</td>"
+            f"<td>{_fmt(p['real_data_weight'][-1])}</td>"
+            f"<td>{_fmt(p['alpha_cumulative'][-1], 1)}</td>"
+            f"<td>{_fmt(t.get('slope'))}</td><td class='l'>{html.escape(t['verdict'])}</td></tr>"
+        )
+    table = (
+        "<table><tr><th class='l'>context x</th><th>N_x</th><th>N_x/y[G]</th><th>Σα</th>"
+        f"<th>slope of α[n]/b[n]</th><th class='l'>the errors are…</th></tr>{''.join(rows)}"
+        "</table>"
+    )
+    png = bridge_figure(run["label"], result)
+    figures = {f"theory-{run['label']}.png": png} if png else {}
+    return table, figures
+
+
 def _img(png: bytes, name: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    caption = html.escape(_CAPTIONS.get(name, name))
+    caption = html.escape(
+        _CAPTIONS.get(name.split("-")[0].removesuffix(".png"), _CAPTIONS.get(name, name))
+    )
     return (
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{caption}</figcaption></figure>"
@@ -180,8 +221,12 @@ def _facts(run: dict[str, Any]) -> str:
     )
 
 
-def build_html(runs: list[dict[str, Any]], figures: dict[str, bytes]) -> str:
-    """The report page for these (loaded) runs and their rendered figures."""
+def build_html(
+    runs: list[dict[str, Any]],
+    figures: dict[str, bytes],
+    bridges: list[tuple[str, dict[str, bytes]]] | None = None,
+) -> str:
+    """The report page for these (loaded) runs, their rendered figures and theory sections."""
     title = "lmcollapse report: " + ", ".join(r["label"] for r in runs)
     body = [
         f"<h1>{html.escape(title)}</h1>",
@@ -193,8 +238,11 @@ def build_html(runs: list[dict[str, Any]], figures: dict[str, bytes]) -> str:
     ]
     body += [_summary(r) for r in runs]
     body.append("<h2>Figures</h2>")
-    body += [_img(png, name) for name, png in figures.items()]
-    for r in runs:
+    body += [_img(png, name) for name, png in figures.items() if not name.startswith("theory-")]
+    for r, (table, bridge_pngs) in zip(runs, bridges or [("", {})] * len(runs), strict=True):
+        if table:
+            body.append(f"<h2>Theory next to measurement: {html.escape(r['label'])}</h2>{table}")
+            body += [_img(png, name) for name, png in bridge_pngs.items()]
         body.append(f"<h2>Per generation: {html.escape(r['label'])}</h2>{_metrics_table(r)}")
         body.append(f"<h3>Samples (Table 1)</h3>{_samples(r)}")
         body.append(f"<h3>Run facts</h3>{_facts(r)}")
@@ -215,7 +263,10 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
     if len(set(labels)) != len(labels):  # same directory names: use the full paths
         labels = [str(r["dir"]) for r in runs]
     figures = run_figures([(label, r["metrics"]) for label, r in zip(labels, runs, strict=True)])
+    bridges = [_bridge(r) for r in runs]
+    for _, pngs in bridges:
+        figures.update(pngs)
     if figures_dir is not None:
         save_figures(figures, figures_dir)
-    atomic_write_text(out, build_html(runs, figures))
+    atomic_write_text(out, build_html(runs, figures, bridges))
     return Path(out)

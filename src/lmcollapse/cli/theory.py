@@ -114,8 +114,13 @@ def _theory_overrides(flags: dict[str, Any]) -> dict[str, Any]:
 @click.option("--band", type=float, help="Band around the truth for the summary (default 0.05).")
 @click.option("--seed", type=int, help="Seed of random errors (default 0).")
 @click.option(
-    "--out", default="runs/theory", show_default=True, help="Output directory (created if needed)."
+    "--from-run",
+    "from_run",
+    type=click.Path(path_type=Path),
+    help="Put the theory next to a run: estimate its per-generation errors from the recorded "
+    "p̂_n(·|x) and D0's counts (writes to RUN/theory unless --out is given).",
 )
+@click.option("--out", help="Output directory (created if needed). Default: runs/theory.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table."
 )
@@ -124,7 +129,8 @@ def _theory_overrides(flags: dict[str, Any]) -> dict[str, Any]:
 def theory(
     config_file: Path | None,
     sets: tuple[str, ...],
-    out: str,
+    from_run: Path | None,
+    out: str | None,
     as_json: bool,
     no_figures: bool,
     show_config: bool,
@@ -136,7 +142,21 @@ def theory(
     i.i.d. errors of 5% of N_x per generation, Replace and Accumulate-Subsample (k = 0.1, 1, 10),
     40 generations and the real-data weight up to 10,000. Writes theory.json, trajectories.csv,
     real_weight.csv, config.yaml and figures/*.png to --out, and says what happened.
+
+    With --from-run RUN: the bridge for a finished (or running) experiment instead — per probe
+    context, the minimal per-generation errors, the limit term, the real-data weight and whether
+    the errors look like tending to zero (bridge.json, bridge.csv, figures/theory.png).
     """
+    if from_run is not None:
+        used = [k for k, v in flags.items() if v not in (None, ())]
+        if used or config_file or sets or show_config:
+            raise InvalidInput(
+                "--from-run takes the run's own config: drop the other theory options "
+                f"({', '.join(sorted(used)) or '--config/--set/--show-config'})"
+            )
+        _from_run(from_run, out, as_json=as_json, figures=not no_figures)
+        return
+    out = "runs/theory" if out is None else out
     if not out.strip():
         raise InvalidInput("--out is empty: name an output directory")
     overrides = deep_merge(_theory_overrides(flags), parse_overrides(sets))
@@ -158,6 +178,98 @@ def theory(
         click.echo(json.dumps(payload, indent=1))
         return
     _print_theory_summary(cfg, result, out, figures=not no_figures)
+
+
+def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -> None:
+    import csv
+    import io
+
+    from lmcollapse.artifacts import atomic_write_json, atomic_write_text
+    from lmcollapse.bridge import from_run
+
+    result = from_run(run_dir)
+    target = Path(out) if out is not None else run_dir / "theory"
+    if out is not None and not out.strip():
+        raise InvalidInput("--out is empty: name an output directory")
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"--out {target} is a file: choose a directory")
+    rows = []
+    for i, p in enumerate(result["probes"]):
+        if "skipped" in p:
+            continue
+        for g, n in enumerate(result["generations"]):
+            row = {
+                "probe": i,
+                "context": p["context"],
+                "generation": n,
+                "alpha_total": p["alpha_total"][g],
+                "alpha_relative": p["trend"]["relative"][g],
+                "real_data_weight": p["real_data_weight"][g],
+                "distance_to_limit": p["distance_to_limit"][g],
+                "distance_to_truth": p["distance_to_truth"][g],
+            }
+            for tok, d in p["tokens"].items():
+                row[f"p_hat[{tok}]"] = d["p_hat"][g]
+                row[f"limit[{tok}]"] = d["limit"][g]
+                row[f"alpha[{tok}]"] = d["alpha"][g]
+            rows.append(row)
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows({k: ("" if r.get(k) is None else r[k]) for k in keys} for r in rows)
+    try:
+        atomic_write_json(target / "bridge.json", result)
+        atomic_write_text(target / "bridge.csv", buf.getvalue())
+        if figures:
+            from lmcollapse.plots import bridge_figure, save_figures
+
+            png = bridge_figure(run_dir.name, result)
+            if png:
+                save_figures({"theory.png": png}, target / "figures")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write to {target}: {exc.strerror}") from None
+    if as_json:
+        summary = [
+            {k: p.get(k) for k in ("context", "N_x", "skipped")}
+            | (
+                {}
+                if "skipped" in p
+                else {
+                    "real_data_weight_last": p["real_data_weight"][-1],
+                    "alpha_cumulative_last": p["alpha_cumulative"][-1],
+                    "trend": {k: v for k, v in p["trend"].items() if k != "relative"},
+                    "rebuild_error": p["rebuild_error"],
+                }
+            )
+            for p in result["probes"]
+        ]
+        click.echo(json.dumps({"out": str(target), "probes": summary}, indent=1))
+        return
+    gens = result["generations"]
+    click.echo(
+        f"lmcollapse theory --from-run {run_dir}: generations {gens[0]}..{gens[-1]}, "
+        f"paradigm {next((p['paradigm'] for p in result['probes'] if 'paradigm' in p), '?')}"
+    )
+    for p in result["probes"]:
+        if "skipped" in p:
+            click.echo(f"• x = {p['context']!r}: {p['skipped']}")
+            continue
+        toks = ", ".join(
+            f"p̂({t!r}) {d['p_hat'][0]:.3f}→{d['p_hat'][-1]:.3f} (truth {d['truth']:.3f}, "
+            f"limit {d['limit'][-1] if d['limit'][-1] is not None else float('nan'):.3f})"
+            for t, d in p["tokens"].items()
+        )
+        click.echo(
+            f"• x = {p['context']!r} (N_x = {p['N_x']:,.0f}): {toks}; real-data weight "
+            f"N_x/y = {p['real_data_weight'][-1]:.3g}; Σα = {p['alpha_cumulative'][-1]:.3g}; "
+            f"the errors are {p['trend']['verdict']}"
+        )
+    click.echo(
+        f"wrote {target}/: bridge.json, bridge.csv" + (", figures/theory.png" if figures else "")
+    )
 
 
 def _print_theory_summary(

@@ -1,0 +1,166 @@
+"""The theory–experiment bridge: known errors recovered exactly, the trend verdicts, and the
+n-gram family through the same pipeline, report and `theory --from-run` as GPT-Neo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmcollapse import theory
+from lmcollapse.bridge import bridge, error_trend, estimate_errors
+from lmcollapse.errors import InvalidInput
+
+
+def minimal_errors(G: int, V: int, seed: int, scale: float) -> np.ndarray:
+    """Random errors with a zero in every generation: Remark B.1's minimal ones."""
+    rng = np.random.default_rng(seed)
+    a = rng.exponential(scale, size=(G, V))
+    a[np.arange(G), rng.integers(0, V, G)] = 0.0
+    return a
+
+
+@pytest.mark.parametrize(
+    ("paradigm", "k", "lam"),
+    [("replace", 1.0, 0.5), ("accumulate-subsample", 0.5, 0.5), ("mix", 1.0, 0.3)],
+)
+def test_known_errors_are_recovered_exactly(paradigm, k, lam) -> None:
+    counts = np.array([760.0, 50, 120, 0, 70])
+    alpha = minimal_errors(30, counts.size, seed=1, scale=20.0)
+    p_hat = theory.closed_form(counts, alpha, paradigm, k, lam=lam)
+    got, _ = estimate_errors(p_hat, counts, paradigm, k, lam=lam)
+    np.testing.assert_allclose(got, alpha, rtol=1e-9, atol=1e-9 * counts.sum())
+    result = bridge(p_hat, counts, paradigm, k, lam=lam, tokens={"was": 0})
+    assert result["rebuild_error"] < 1e-12
+    np.testing.assert_allclose(
+        result["real_data_weight"],
+        theory.real_data_weight(counts, alpha, paradigm, k, lam=lam),
+        rtol=1e-9,
+    )
+    limit = theory.limit_term(alpha, paradigm, k, lam=lam)[:, 0]
+    want = [None if not np.isfinite(v) else v for v in limit]
+    assert [None if v is None else pytest.approx(v) for v in want] == result["tokens"]["was"][
+        "limit"
+    ]
+
+
+def test_the_trend_tells_constant_from_summable_errors() -> None:
+    n = np.arange(1, 201, dtype=float)
+    scale = np.full(200, 100.0)
+    assert error_trend(np.full(200, 5.0), scale)["verdict"].startswith("not tending to zero")
+    summable = error_trend(5.0 / n**2, scale)
+    assert summable["slope"] == pytest.approx(-2.0, abs=1e-6)
+    assert summable["verdict"].startswith("decaying like n^-2.00: summable")
+    harmonic = error_trend(5.0 / n, scale)
+    assert "too slowly to be summable" in harmonic["verdict"]
+
+
+def test_the_bridge_refuses_what_the_theory_does_not_cover() -> None:
+    with pytest.raises(InvalidInput, match="theory covers"):
+        estimate_errors(np.full((2, 3), 1 / 3), np.ones(3), "accumulate")
+
+
+# ----------------------------------------------------------------------------------------------
+# The n-gram family through the pipeline.
+
+NGRAM = [
+    "model.family=ngram",
+    "model.delta=0.05",
+    "data.num_stories=150",
+    "data.tokenizer_vocab_size=600",
+    "sampling.length=200",
+    "sampling.mode=story",
+    "sampling.batch_size=64",
+    "evaluation.num_samples=2",
+    "evaluation.stats_tokens=2000",
+    "run.generations=4",
+]
+
+
+def lmc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def sets(*items: str) -> list[str]:
+    out = []
+    for item in items:
+        out += ["--set", item]
+    return out
+
+
+def test_ngram_runs_through_the_same_pipeline_and_report(tmp_path: Path) -> None:
+    run = tmp_path / "ng"
+    r = lmc("run", "--quiet", "--out", str(run), *sets(*NGRAM))
+    assert r.returncode == 0, r.stderr
+    for n in range(5):
+        assert (run / f"gen_{n:03d}" / "metrics.json").is_file()
+        assert (run / f"gen_{n:03d}" / "probes.npz").is_file()
+    m4 = json.loads((run / "gen_004" / "metrics.json").read_text())
+    assert m4["perplexity"] > json.loads((run / "gen_001" / "metrics.json").read_text())[
+        "perplexity"
+    ]
+    html = (run / "report.html").read_text()
+    assert "Theory next to measurement" in html and html.count("<img") >= 6
+    assert (run / "figures" / "theory-ng.png").is_file()
+    r = lmc("theory", "--from-run", str(run), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["probes"][0]["context"] == " there" and out["probes"][0]["rebuild_error"] < 1e-9
+    assert (run / "theory" / "bridge.csv").read_text().startswith("probe,context,generation")
+    r = lmc("probe", str(run), "--context", " there", "--next", " was", "--json")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(("paradigm", "k"), [("replace", 1.0), ("accumulate-subsample", 0.5)])
+def test_paper_mode_runs_are_the_closed_form_to_1e9(tmp_path: Path, paradigm, k) -> None:
+    """Through the whole pipeline: the recorded p̂_n(·|x) of every generation is Eq. (5)/(7)
+    of lmcollapse.theory with α_i[n] = δ, from D0's counts."""
+    run = tmp_path / "ng"
+    extra = [f"paradigm.name={paradigm}", f"paradigm.k={k}", "model.expected_counts=paper"]
+    r = lmc("run", "--quiet", "--out", str(run), *sets(*NGRAM, *extra))
+    assert r.returncode == 0, r.stderr
+    with np.load(run / "gen_000" / "probes.npz") as z:
+        counts = z["counts_0"]
+    p = []
+    for n in range(1, 5):
+        with np.load(run / f"gen_{n:03d}" / "probes.npz") as z:
+            p.append(z["p_hat_0"])
+    want = theory.closed_form(counts, np.full((4, counts.size), 0.05), paradigm, k)
+    assert np.max(np.abs(np.array(p) - want)) < 1e-9
+
+
+def test_chain_mode_runs_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "chain"
+    extra = ["paradigm.name=accumulate-subsample", "model.expected_counts=chain"]
+    r = lmc("run", "--quiet", "--out", str(run), *sets(*NGRAM, *extra, "run.generations=2"))
+    assert r.returncode == 0, r.stderr
+    r = lmc("run", "--quiet", "--out", str(run), *sets(*NGRAM, *extra, "run.generations=3"))
+    assert r.returncode == 0, r.stderr
+    assert (run / "gen_003" / "expected_counts.npz").is_file()
+    resumed = json.loads((run / "gen_003" / "metrics.json").read_text())["probes"]
+    straight = tmp_path / "straight"
+    r = lmc("run", "--quiet", "--out", str(straight), *sets(*NGRAM, *extra, "run.generations=3"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((straight / "gen_003" / "metrics.json").read_text())["probes"] == resumed
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["model.order=0"], "model.order: must be >= 1"),
+        (["model.delta=0"], "model.delta: 0.0 must be > 0"),
+        (["model.expected_counts=chain", "model.order=3"], "supports orders 1 and 2"),
+        (["model.expected_counts=paper", "model.smoothing=witten-bell"], "needs smoothing"),
+    ],
+)
+def test_bad_ngram_input_is_one_line(tmp_path: Path, items, message) -> None:
+    r = lmc("run", "--quiet", "--out", str(tmp_path / "bad"), *sets(*NGRAM, *items))
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
