@@ -102,9 +102,9 @@ def test_ngram_runs_through_the_same_pipeline_and_report(tmp_path: Path) -> None
         assert (run / f"gen_{n:03d}" / "metrics.json").is_file()
         assert (run / f"gen_{n:03d}" / "probes.npz").is_file()
     m4 = json.loads((run / "gen_004" / "metrics.json").read_text())
-    assert m4["perplexity"] > json.loads((run / "gen_001" / "metrics.json").read_text())[
-        "perplexity"
-    ]
+    assert (
+        m4["perplexity"] > json.loads((run / "gen_001" / "metrics.json").read_text())["perplexity"]
+    )
     html = (run / "report.html").read_text()
     assert "Theory next to measurement" in html and html.count("<img") >= 6
     assert (run / "figures" / "theory-ng.png").is_file()
@@ -164,3 +164,23 @@ def test_bad_ngram_input_is_one_line(tmp_path: Path, items, message) -> None:
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_sweep_runs_every_value_and_overlays_them(tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    base = [*NGRAM, "paradigm.name=accumulate-subsample", "run.generations=2"]
+    r = lmc("sweep", "paradigm.k=0.5,2", "--quiet", "--out", str(out), *sets(*base))
+    assert r.returncode == 0, r.stderr
+    for label in ("paradigm.k=0.5", "paradigm.k=2"):
+        m = json.loads((out / label / "gen_002" / "metrics.json").read_text())
+        assert m["composition"]["parts"]  # each run is a whole run directory
+        assert f"  {label}: perplexity" in r.stdout
+    cfg = (out / "paradigm.k=2" / "config.yaml").read_text()
+    assert "k: 2.0" in cfg
+    html = (out / "report.html").read_text()
+    assert "paradigm.k=0.5" in html and "paradigm.k=2" in html
+    bad = lmc("sweep", "paradigm.kk=1,2", "--out", str(tmp_path / "bad"), *sets(*base))
+    assert bad.returncode == 2 and "paradigm.kk" in bad.stderr and "paradigm.k" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    bad = lmc("sweep", "paradigm.k", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "expected KEY=V1,V2" in bad.stderr

@@ -826,6 +826,46 @@ def status(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def sweep(
+    configs: dict[str, ExperimentConfig],
+    out: str | Path,
+    *,
+    preset: str | None = None,
+    progress: bool = True,
+) -> tuple[list[Path], Path]:
+    """Run (or continue) one experiment per config into out/<label>, then one report overlaying
+    them all (out/report.html, figures in out/figures). Returns (run directories, report)."""
+    from lmcollapse.report import write_report
+
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InvalidInput(f"sweep directory {root} exists and is not a directory: choose another")
+    dirs = []
+    for label, cfg in configs.items():
+        _say(f"sweep: {label}", progress)
+        dirs.append(run(cfg, root / label, preset=preset, progress=progress))
+    report = write_report(dirs, root / "report.html", figures_dir=root / "figures")
+    return dirs, report
+
+
+def collapse_summary(run_dir: str | Path, factor: float = 2.0) -> dict[str, Any]:
+    """When a run's held-out perplexity first exceeded `factor` times generation 1's, and where
+    it ended: the yardstick a sweep compares its runs by."""
+    metrics = [m for m in load_metrics(run_dir) if m["generation"] >= 1]
+    ppl = [(m["generation"], m.get("perplexity")) for m in metrics if m.get("perplexity")]
+    if not ppl:
+        return {"generations": 0, "first": None, "last": None, "onset": None}
+    first = ppl[0][1]
+    onset = next((g for g, v in ppl if v > factor * first), None)
+    return {
+        "generations": len(ppl),
+        "first": first,
+        "last": ppl[-1][1],
+        "onset": onset,
+        "factor": factor,
+    }
+
+
 def run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config a run was made with."""
     layout = RunLayout(Path(run_dir))
@@ -836,6 +876,7 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
 
 
 __all__ = [
+    "collapse_summary",
     "default_out",
     "load_metrics",
     "metrics_rows",
@@ -843,4 +884,5 @@ __all__ = [
     "run",
     "run_config",
     "status",
+    "sweep",
 ]

@@ -1,6 +1,7 @@
 """The `lmcollapse` command line: thin subcommands that parse, load a config and call one function.
 
     lmcollapse run [--preset NAME | --config FILE] [--set ...] [--out DIR] the experiment
+    lmcollapse sweep KEY=V1,V2,... [--preset ...] [--set ...]          one run per value + report
     lmcollapse report RUN [RUN ...] --out FILE.html                     HTML report
     lmcollapse status|probe|sample RUN ...                              inspect a run
     lmcollapse theory [--config FILE] [--set KEY=VALUE ...] [flags]   theory experiment
@@ -74,11 +75,19 @@ def main() -> None:
 def _register() -> None:
     from lmcollapse.cli.config import config, presets
     from lmcollapse.cli.corpus import corpus
-    from lmcollapse.cli.run import probe_cmd, report_cmd, run_cmd, sample_cmd, status_cmd
+    from lmcollapse.cli.run import (
+        probe_cmd,
+        report_cmd,
+        run_cmd,
+        sample_cmd,
+        status_cmd,
+        sweep_cmd,
+    )
     from lmcollapse.cli.theory import theory
 
     for command in (
         run_cmd,
+        sweep_cmd,
         report_cmd,
         status_cmd,
         probe_cmd,

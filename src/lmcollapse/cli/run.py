@@ -60,6 +60,58 @@ def run_cmd(
     click.echo(f"report: {s['report']}")
 
 
+@click.command("sweep", context_settings=CONTEXT_SETTINGS)
+@click.argument("assignment", metavar="KEY=V1,V2,...")
+@experiment_config_options
+@click.option("--out", help="Sweep directory (default runs/sweep-<KEY>); a run per value inside.")
+@click.option("--quiet", is_flag=True, help="No progress bars (each run's log is still written).")
+def sweep_cmd(
+    assignment: str,
+    preset: str | None,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    out: str | None,
+    quiet: bool,
+) -> None:
+    """Run one experiment per value of a config key, then one report overlaying them.
+
+    E.g. `lmcollapse sweep paradigm.k=0.05,0.25,1,4 --preset ngram-demo-accumulate-subsample`:
+    does a smaller k only delay collapse? Every run resumes like `lmcollapse run`.
+    """
+    from lmcollapse.config import ExperimentConfig, resolve
+    from lmcollapse.pipeline import collapse_summary, sweep
+
+    key, sep, values = assignment.partition("=")
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key.strip() or not vals:
+        raise InvalidInput(
+            f"sweep {assignment!r}: expected KEY=V1,V2,..., e.g. paradigm.k=0.25,1,4"
+        )
+    if len(set(vals)) != len(vals):
+        raise InvalidInput(f"sweep {assignment!r}: a value is repeated")
+    key = key.strip()
+    name = preset if preset or config_file else DEFAULT_PRESET
+    configs = {  # every config resolved and validated before anything runs
+        f"{key}={v}": resolve(
+            ExperimentConfig, preset=name, config=config_file, overrides=[*sets, f"{key}={v}"]
+        )
+        for v in vals
+    }
+    root = Path(out) if out else Path("runs") / f"sweep-{key}"
+    dirs, report = sweep(configs, root, preset=name, progress=not quiet)
+    click.echo(f"{root}: {len(dirs)} runs of {key}")
+    for label, d in zip(configs, dirs, strict=True):
+        c = collapse_summary(d)
+        onset = f"generation {c['onset']}" if c["onset"] else "not within the run"
+        first = "—" if c["first"] is None else f"{c['first']:.2f}"
+        last = "—" if c["last"] is None else f"{c['last']:.2f}"
+        click.echo(
+            f"  {label}: perplexity {first} → {last} over {c['generations']} generations; "
+            f"doubled at {onset}"
+        )
+    click.echo(f"report: {report}")
+
+
 @click.command("report", context_settings=CONTEXT_SETTINGS)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -95,7 +147,7 @@ def status_cmd(run_dir: Path, as_json: bool) -> None:
         click.echo(f"last error: {s['error']}")
     for n in done:
         sec = s["seconds"].get(str(n)) or {}
-        timing = ", ".join(f"{k} {v:.0f}s" for k, v in sec.items())
+        timing = ", ".join(f"{k} {v:.2f}s" if v < 10 else f"{k} {v:.0f}s" for k, v in sec.items())
         click.echo(f"  generation {n:3d}: perplexity {s['perplexity'].get(str(n)):.3f} ({timing})")
     if s["report"]:
         click.echo(f"report: {s['report']}")
