@@ -50,13 +50,27 @@ def test_known_errors_are_recovered_exactly(paradigm, k, lam) -> None:
 
 def test_the_trend_tells_constant_from_summable_errors() -> None:
     n = np.arange(1, 201, dtype=float)
-    scale = np.full(200, 100.0)
-    assert error_trend(np.full(200, 5.0), scale)["verdict"].startswith("not tending to zero")
-    summable = error_trend(5.0 / n**2, scale)
+    growing = 1000 + 5.0 * n  # b[n] grows under Replace: the verdict must not divide by it
+    constant = error_trend(np.full(200, 5.0), growing)
+    assert constant["verdict"].startswith("not tending to zero")
+    assert constant["relative"][-1] == pytest.approx(5.0 / growing[-1])
+    summable = error_trend(5.0 / n**2, growing)
     assert summable["slope"] == pytest.approx(-2.0, abs=1e-6)
     assert summable["verdict"].startswith("decaying like n^-2.00: summable")
-    harmonic = error_trend(5.0 / n, scale)
-    assert "too slowly to be summable" in harmonic["verdict"]
+    assert "too slowly to be summable" in error_trend(5.0 / n)["verdict"]
+    assert error_trend(np.zeros(50))["verdict"].startswith("zero")
+    assert error_trend(np.ones(3))["verdict"] == "too short to tell"
+
+
+def test_the_trend_of_a_constant_error_run_is_constant() -> None:
+    """Theory-generated Replace run with constant minimal errors: the verdict says so."""
+    counts = np.array([760.0, 50, 120, 0, 70])
+    alpha = minimal_errors(120, 5, seed=2, scale=3.0)
+    alpha *= 10.0 / alpha.sum(axis=1, keepdims=True)  # α[n] = 10 every generation
+    p_hat = theory.closed_form(counts, alpha, "replace")
+    result = bridge(p_hat, counts, "replace")
+    assert result["trend"]["verdict"].startswith("not tending to zero")
+    assert result["trend"]["slope"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_bridge_refuses_what_the_theory_does_not_cover() -> None:
@@ -148,13 +162,24 @@ def test_chain_mode_runs_and_resumes(tmp_path: Path) -> None:
     r = lmc("run", "--quiet", "--out", str(straight), *sets(*NGRAM, *extra, "run.generations=3"))
     assert r.returncode == 0, r.stderr
     assert json.loads((straight / "gen_003" / "metrics.json").read_text())["probes"] == resumed
+    # killed inside generation 3, after its counts but before its metrics: redone, same result
+    manifest = json.loads((straight / "manifest.json").read_text())
+    manifest["generations"]["3"]["status"] = "running"
+    (straight / "manifest.json").write_text(json.dumps(manifest))
+    (straight / "gen_003" / "metrics.json").unlink()
+    (straight / "gen_003" / "expected_counts.npz").write_bytes(b"half-written")
+    r = lmc("run", "--quiet", "--out", str(straight), *sets(*NGRAM, *extra, "run.generations=3"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((straight / "gen_003" / "metrics.json").read_text())["probes"] == resumed
 
 
 @pytest.mark.parametrize(
     ("items", "message"),
     [
         (["model.order=0"], "model.order: must be >= 1"),
-        (["model.delta=0"], "model.delta: 0.0 must be > 0"),
+        (["model.delta=0"], "model.delta: 0.0 must be a finite number > 0"),
+        (["sampling.temperature=0.9"], "samples faithfully only"),
+        (["model.order=12"], "overflows 64-bit n-gram keys"),
         (["model.expected_counts=chain", "model.order=3"], "supports orders 1 and 2"),
         (["model.expected_counts=paper", "model.smoothing=witten-bell"], "needs smoothing"),
     ],

@@ -15,8 +15,10 @@ from lmcollapse.models.ngram import (
     NGramModel,
     expected_run,
     expected_story_counts,
+    from_table,
     table_of,
 )
+from lmcollapse.sample import stories_of
 
 EOS = 0
 
@@ -56,8 +58,13 @@ def test_trigram_histories_are_padded_with_end_of_text(tmp_path) -> None:
     np.testing.assert_allclose(m.distribution([EOS, EOS])[[1, 2]], [3 / 8, 2 / 8])
     np.testing.assert_allclose(m.distribution([EOS, 1])[[2, 3, 4]], [2 / 7, 2 / 7, 1 / 7])
     np.testing.assert_allclose(m.distribution([1, 2])[EOS], 2 / 6)
-    # a context shorter than n - 1 is padded on the left, as a story's start is
-    np.testing.assert_allclose(m.distribution([1]), m.distribution([EOS, 1]))
+    # a context shorter than n - 1 means x anywhere (as the corpus truth counts it): the
+    # count-weighted average over the histories ending with x — for 2: (1, 2), (EOS, 2), (2, 2)
+    avg = (m.distribution([1, 2]) + m.distribution([EOS, 2]) + m.distribution([2, 2])) / 3
+    np.testing.assert_allclose(m.distribution([2]), avg, atol=1e-15)
+    np.testing.assert_allclose(m.distribution([1]), m.distribution([EOS, 1]))  # one history
+    # x never seen as a history's end: x at a story's start
+    np.testing.assert_allclose(m.distribution([4]), m.distribution([EOS, 4]))
 
 
 def test_additive_smoothing_is_proposition_2_3_with_alpha_delta(tmp_path) -> None:
@@ -117,6 +124,45 @@ def test_sequences_restart_after_end_of_text_and_are_seeded(tmp_path) -> None:
     stories = m.sample_sequences(64, 40, seed=4, stop_at_eos=True)
     assert all(s[-1] == EOS or len(s) == 40 for s in stories)
     assert all(EOS not in s[:-1] for s in stories)
+
+
+def test_stream_histories_restart_after_end_of_text(tmp_path) -> None:
+    """In stream mode, the token after an EOS is drawn from p̂(·|EOS, EOS) — the start of a story
+    — not from p̂(·|last token, EOS)."""
+    stories = [[1, 2, 0], [3, 4, 0], [1, 1, 0]]
+    m = NGramModel(5, EOS, order=3, delta=0.05).fit(
+        TrainingSet.whole(store_of(tmp_path / "s", stories))
+    )
+    assert not np.allclose(m.distribution([EOS, EOS]), m.distribution([2, EOS]))
+    seqs = np.array(m.sample_sequences(20_000, 12, seed=2))
+    after = seqs[:, 1:][seqs[:, :-1] == EOS]  # every token that follows an EOS in the stream
+    p = m.distribution([EOS, EOS])
+    freq = np.bincount(after, minlength=5) / after.size
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / after.size) + 1e-12), (freq, p)
+
+
+def test_witten_bell_sampling_draws_at_the_model_probabilities(tmp_path) -> None:
+    m = NGramModel(5, EOS, order=2, delta=0.5, smoothing="witten-bell").fit(
+        TrainingSet.whole(store_of(tmp_path / "s", HAND))
+    )
+    n = 300_000
+    for h in (1, 4):  # a seen history and an unseen one (the unigram)
+        toks = m._draw(np.full(n, h, dtype=np.int64), np.random.default_rng(h))
+        p = m.distribution([h])
+        freq = np.bincount(toks, minlength=5) / n
+        assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n)), (h, freq, p)
+
+
+def test_a_table_whose_last_histories_are_empty_works(tmp_path) -> None:
+    """Histories past the last one with counts (e.g. rare top ids) are valid rows."""
+    m = NGramModel(6, EOS, order=2, delta=0.5).fit(
+        TrainingSet.whole(store_of(tmp_path / "s", HAND))
+    )
+    from_table(m, table_of(m))  # every history 0..5, the top ones without counts
+    np.testing.assert_allclose(m.distribution([5]), np.full(6, 1 / 6))
+    assert m.distribution([1]).sum() == pytest.approx(1.0)
+    m.save_pretrained(tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").distribution([2]), m.distribution([2]))
 
 
 def test_save_and_load_give_the_same_model(tmp_path) -> None:
@@ -179,37 +225,45 @@ def random_d0(tmp_path_factory) -> TokenStore:
     return store_of(tmp_path_factory.mktemp("d0") / "s", stories, vocab=12)
 
 
-def test_expected_story_counts_match_a_long_sample(tmp_path, random_d0) -> None:
-    m = NGramModel(12, EOS, order=2, delta=0.2).fit(TrainingSet.whole(random_d0))
-    per_story, length = expected_story_counts(m)
-    stories = m.sample_sequences(40_000, 400, seed=1, stop_at_eos=True)
-    assert all(s[-1] == EOS for s in stories)  # 400 tokens are plenty here
-    lens = np.array([len(s) for s in stories])
+@pytest.mark.parametrize("cap", [None, 6])
+def test_expected_story_counts_match_a_long_sample(tmp_path, random_d0, cap) -> None:
+    """Every expected pair count of one story — the sparse part and the smoothing base — against
+    40,000 sampled stories (story mode; with a cap of 6 tokens the sampler closes unfinished
+    stories with EOS, which the capped expected counts include)."""
+    V, n = 12, 40_000
+    m = NGramModel(V, EOS, order=2, delta=0.2).fit(TrainingSet.whole(random_d0))
+    per_story, length = expected_story_counts(m, cap)
+    seqs = m.sample_sequences(n, cap or 400, seed=1, stop_at_eos=True)
+    flat, lens, unfinished = stories_of(seqs, EOS)
+    assert lens.size == n and (unfinished > 0) == (cap is not None)
     assert lens.mean() == pytest.approx(length, rel=0.02)
-    counted = NGramModel(12, EOS, order=2, delta=0.2)
-    flat = np.concatenate(stories)
-    with TokenStoreWriter(tmp_path / "g", vocab_size=12, eos_id=EOS) as w:
+    with TokenStoreWriter(tmp_path / "g", vocab_size=V, eos_id=EOS) as w:
         w.add_flat(flat, lens)
-    counted.fit(TrainingSet.whole(TokenStore.open(tmp_path / "g")))
-    # expected bigram counts per story: sparse part + row base, against the sample's
-    V = 12
-    dense = np.zeros((V, V))
-    rows, cols = per_story.keys // V, per_story.keys % V
-    dense[rows, cols] = per_story.values
-    dense += per_story.base[:, None]
+    counted = NGramModel(V, EOS, order=2, delta=0.2).fit(
+        TrainingSet.whole(TokenStore.open(tmp_path / "g"))
+    )
+    want = np.zeros((V, V))
+    want[per_story.keys // V, per_story.keys % V] = per_story.values
+    want = (want + per_story.base[:, None]) * n
     seen = np.zeros((V, V))
     seen[counted.keys // V, counted.keys % V] = counted.values
-    np.testing.assert_allclose(seen / len(stories), dense, atol=0.02)
-    assert dense[EOS].sum() == pytest.approx(1.0)  # one start per story
+    assert np.all(np.abs(seen - want) <= 6 * np.sqrt(2 * want) + 3), np.abs(seen - want).max()
+    assert want[:, 5].min() > 50  # the base alone is well above the tolerance's floor
+    assert want[EOS].sum() == pytest.approx(n)  # one start per story
+
+
+def test_capped_expected_counts_converge_to_the_exact_ones(random_d0) -> None:
+    for order in (1, 2):
+        m = NGramModel(12, EOS, order=order, delta=0.2).fit(TrainingSet.whole(random_d0))
+        exact, length = expected_story_counts(m)
+        capped, capped_length = expected_story_counts(m, 3000)
+        np.testing.assert_allclose(capped.values, exact.values, atol=1e-12)
+        np.testing.assert_allclose(capped.base, exact.base, atol=1e-12)
+        assert capped_length == pytest.approx(length, rel=1e-12)
 
 
 def _probe_counts(m: NGramModel, x: int) -> np.ndarray:
-    t = table_of(m)
-    V = m.vocab_size
-    row = np.zeros(V)
-    sel = t.keys // V == x
-    row[t.keys[sel] % V] = t.values[sel]
-    return row + t.base[x]
+    return m.counts([x])
 
 
 @pytest.mark.parametrize(("paradigm", "k"), [("replace", 1.0), ("accumulate-subsample", 0.5)])

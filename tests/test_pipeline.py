@@ -356,14 +356,16 @@ def test_report_in_a_real_headless_browser(tmp_path: Path, replace_run: Path) ->
             timeout=120,
         )
         assert dom.returncode == 0, dom.stderr[-2000:]
-        assert 'data-figures="5/5"' in dom.stdout, dom.stdout[
-            :500
-        ]  # every figure decoded and shown
+        # every figure decoded and shown: the five run figures and one theory figure per run
+        n = 5 + (2 if html == page else 1)
+        assert html.read_text().count("<img") == n
+        assert f'data-figures="{n}/{n}"' in dom.stdout, dom.stdout[:500]
         assert "data-errors" not in dom.stdout
         assert (
             "Figure 2." in dom.stdout
             and "Figure 3." in dom.stdout
             and "Samples (Table 1)" in dom.stdout
+            and "Theory next to measurement" in dom.stdout
         )
 
 

@@ -279,6 +279,10 @@ def _run_locked(
         corpus = prepare(
             cfg.data, layout.data, log=lambda m: _say(m, progress)
         )  # validates the data
+        if cfg.model.family == "ngram":  # the model's own limits, before anything is recorded
+            from lmcollapse.models import build_model
+
+            build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
         if not layout.config.is_file():
             atomic_write_text(layout.config, dump_yaml(cfg))
         manifest["status"] = "running"
@@ -366,13 +370,14 @@ def _reference_row(ctx: _Context) -> None:
         seed=cfg.run.seed,
         vocab_size=cfg.model.vocab_size or tok.vocab_size,
     )
+    vocab = cfg.model.vocab_size or tok.vocab_size
+    if not layout.distributions(0).is_file():  # also for a run made before they were recorded
+        _save_arrays(
+            layout.distributions(0),
+            {f"counts_{i}": _padded(c.counts, vocab) for i, c in enumerate(ctx.truths)},
+        )
     if layout.metrics(0).is_file():
         return
-    vocab = cfg.model.vocab_size or tok.vocab_size
-    _save_arrays(
-        layout.distributions(0),
-        {f"counts_{i}": _padded(c.counts, vocab) for i, c in enumerate(ctx.truths)},
-    )
     metrics = {
         "generation": 0,
         "what": "D0, the real corpus (the truth every generation is compared with)",
@@ -530,6 +535,14 @@ def _generation(ctx: _Context, n: int) -> None:
                 "seconds": entry["seconds"],
             }
         )
+        if cfg.model.family == "ngram" and cfg.model.expected_counts != "off" and n > 1:
+            metrics["train_tokens"] = result.tokens  # the expected counts' total, not a sample
+            metrics["train_stories"] = None
+            metrics["composition"] = {
+                **metrics["composition"],
+                "trained_on": f"expected counts ({cfg.model.expected_counts}) in the paradigm's "
+                "exact shares; the sampled stories above were not used",
+            }
         atomic_write_json(layout.metrics(n), _jsonable(metrics))
         entry.update(
             {
@@ -578,8 +591,9 @@ def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
         ngram.from_table(model, _expected_training_table(ctx, n))
     if mode != "off":
         scale = _generated_scale(cfg)
+        cap = cfg.sampling.length if cfg.sampling.mode == "story" else None  # story mode: exact
         full = ngram.generated_counts(
-            model, mode, scale * (ctx.corpus.d0.num_stories if mode == "chain" else 1.0)
+            model, mode, scale * (ctx.corpus.d0.num_stories if mode == "chain" else 1.0), cap
         )
         if n == 1:
             cumulative, d0 = full, ngram.table_of(model)

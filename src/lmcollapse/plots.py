@@ -317,7 +317,7 @@ def bridge_figure(label: str, result: dict[str, Any]) -> bytes | None:
         rel = p["trend"]["relative"]
         ax.plot(gens, rel, marker="o", ms=2, color=colors[1])
         _log_scale_if_possible(ax, [rel], "no error")
-        ax.set_title("estimated α[n] / b[n] (Remark B.1, per generation)", fontsize=10)
+        ax.set_title("minimal α[n] / b[n] (Remark B.1, per generation)", fontsize=10)
         ax.set_xlabel("generation n")
     fig.suptitle(f"Theory next to measurement — {label} ({result['probes'][0].get('paradigm')})")
     return _png(fig, integer_x=True)

@@ -60,7 +60,8 @@ _CAPTIONS = {
     "limit term built from the estimated errors (dotted), D0's truth (dashed). Middle: the weight "
     "N_x/y[n] of the real data in p̂_n, which the proof says must vanish. Right: the smallest "
     "per-generation error α[n] (Remark B.1 applied to Prop. 2.3-2.5) relative to the counts b[n] "
-    "it was added to; the theorem assumes it does not tend to zero.",
+    "it was added to; the theorem assumes α[n] does not tend to zero (the table's verdict). "
+    "Minimal errors understate the true ones once p̂_n settles.",
 }
 
 
@@ -94,6 +95,12 @@ def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
         result = from_run(run["dir"])
     except InvalidInput as exc:
         return f"<p>No theory comparison: {html.escape(str(exc))}</p>", {}
+    except Exception as exc:  # a report must never take a run down with it
+        return (
+            f"<p>The theory comparison failed ({html.escape(exc.__class__.__name__)}: "
+            f"{html.escape(str(exc))}).</p>",
+            {},
+        )
     rows = []
     for p in result["probes"]:
         if "skipped" in p:
@@ -111,7 +118,7 @@ def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
         )
     table = (
         "<table><tr><th class='l'>context x</th><th>N_x</th><th>N_x/y[G]</th><th>Σα</th>"
-        f"<th>slope of α[n]/b[n]</th><th class='l'>the errors are…</th></tr>{''.join(rows)}"
+        f"<th>slope of α[n]</th><th class='l'>the errors are…</th></tr>{''.join(rows)}"
         "</table>"
     )
     png = bridge_figure(run["label"], result)

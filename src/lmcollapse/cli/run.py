@@ -92,7 +92,7 @@ def sweep_cmd(
     key = key.strip()
     name = preset if preset or config_file else DEFAULT_PRESET
     configs = {  # every config resolved and validated before anything runs
-        f"{key}={v}": resolve(
+        f"{key}={v}".replace("/", "_"): resolve(
             ExperimentConfig, preset=name, config=config_file, overrides=[*sets, f"{key}={v}"]
         )
         for v in vals

@@ -110,9 +110,10 @@ class ModelConfig:
 
     def _check_ngram(self) -> list[str]:
         out = _at_least("order", self.order, 1) + _at_least("vocab_size", self.vocab_size, 2)
-        if not self.delta > 0:
+        if not (math.isfinite(self.delta) and self.delta > 0):
             out.append(
-                f"delta: {self.delta} must be > 0 (the paper's form needs every p̂ > 0; "
+                f"delta: {self.delta} must be a finite number > 0 (the paper's form needs every "
+                "p̂ > 0; "
                 "δ is the error α_i of every token)"
             )
         if self.expected_counts != "off" and self.order > 2:
@@ -393,6 +394,12 @@ class ExperimentConfig:
             out.append(
                 f"training.context_length: {self.training.context_length} exceeds "
                 f"model.max_position_embeddings={limit}"
+            )
+        s = self.sampling
+        if self.model.family == "ngram" and (s.temperature, s.top_k, s.top_p) != (1.0, 0, 1.0):
+            out.append(
+                "sampling: the ngram family samples faithfully only — set sampling.temperature "
+                "1, sampling.top_k 0, sampling.top_p 1"
             )
         if not self.sampling.slide and self.sampling.length + 1 > limit:
             out.append(

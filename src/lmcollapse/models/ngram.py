@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,12 @@ class NGramModel:
         self.hists, self.base = hists.astype(np.int64), base.astype(np.float64)
         self.indptr = np.searchsorted(self.keys // V, self.hists, side="left")
         self.indptr = np.append(self.indptr, self.keys.size).astype(np.int64)
-        row_sums = np.add.reduceat(self.values, self.indptr[:-1]) if self.keys.size else None
-        sums = np.zeros(self.hists.size)
-        if row_sums is not None:
-            nonempty = np.diff(self.indptr) > 0
-            sums[nonempty] = row_sums[nonempty]
-        self.row_counts = sums  # N_h from the sparse part
+        widths = np.diff(self.indptr)
+        self.row_counts = np.bincount(  # N_h from the sparse part (0 for a history with none)
+            np.repeat(np.arange(self.hists.size), widths),
+            weights=self.values,
+            minlength=self.hists.size,
+        ).astype(np.float64)
         self.row_types = np.diff(self.indptr).astype(np.float64)  # T_h (Witten-Bell)
         self.cum = np.concatenate([[0.0], np.cumsum(self.values)])
         self._row_of = None  # orders 1-2: a direct history -> row map (no binary search)
@@ -227,24 +228,66 @@ class NGramModel:
 
     def context_key(self, context_ids: list[int] | NDArray[Any]) -> int:
         """The history key of the last n-1 tokens of a context (EOS-padded if shorter)."""
-        ids = [int(i) for i in context_ids]
-        if any(not 0 <= i < self.vocab_size for i in ids):
-            raise InvalidInput(
-                f"context ids {ids} are outside the model's vocabulary [0, {self.vocab_size})"
-            )
+        ids = self._check_ids(context_ids)
         hist = ([self.eos_id] * (self.order - 1) + ids)[len(ids) :] if self.order > 1 else []
         key = 0
         for t in hist:
             key = key * self.vocab_size + t
         return key
 
+    def _check_ids(self, context_ids: list[int] | NDArray[Any]) -> list[int]:
+        ids = [int(i) for i in context_ids]
+        if any(not 0 <= i < self.vocab_size for i in ids):
+            raise InvalidInput(
+                f"context ids {ids} are outside the model's vocabulary [0, {self.vocab_size})"
+            )
+        return ids
+
     def distribution(self, context_ids: list[int] | NDArray[Any]) -> NDArray[np.float64]:
-        """p̂(·|x) over the whole vocabulary for a context (its last n-1 tokens count), (V,)."""
+        """p̂(·|x) over the whole vocabulary for a context x, (V,).
+
+        Its last n-1 tokens are the history. A context shorter than n-1 tokens (a probe such as
+        " there" for a trigram) means x anywhere, as the corpus truth N_{x;v}/N_x counts it: the
+        average of p̂(·|h) over the trained histories h that end with x, weighted by their counts
+        N_h — the model's own p̂(·|x). If no trained history ends with x, x is taken as a story's
+        start (the history padded with end-of-text)."""
         if len(context_ids) == 0:
             raise InvalidInput("the probe context is empty: give text such as ' there'")
+        ids = self._check_ids(context_ids)
+        V = self.vocab_size
+        v = np.arange(V, dtype=np.int64)
+        m = len(ids)
+        if m < self.order - 1:
+            suffix = 0
+            for t in ids:
+                suffix = suffix * V + t
+            rows = np.flatnonzero(self.hists % (V**m) == suffix)
+            weights = self.row_counts[rows] + V * self.base[rows]
+            keep = weights > 0
+            rows, weights = rows[keep], weights[keep]
+            if rows.size:
+                out = np.zeros(V)
+                for start in range(0, rows.size, 64):  # 64 histories × V at a time
+                    part = rows[start : start + 64]
+                    keys = np.repeat(self.hists[part], V)
+                    probs = self.prob(keys, np.tile(v, part.size)).reshape(part.size, V)
+                    out += weights[start : start + 64] @ probs
+                return out / weights.sum()
+        key = self.context_key(ids)
+        return self.prob(np.full(V, key, dtype=np.int64), v)
+
+    def counts(self, context_ids: list[int] | NDArray[Any]) -> NDArray[np.float64]:
+        """N_{h;v} over the vocabulary for the history of a context (its last n-1 tokens,
+        EOS-padded), the base included: the counts the theory calls N_{x;v_i}, (V,)."""
         key = self.context_key(context_ids)
-        v = np.arange(self.vocab_size, dtype=np.int64)
-        return self.prob(np.full(self.vocab_size, key, dtype=np.int64), v)
+        V = self.vocab_size
+        lo, hi = np.searchsorted(self.keys, [key * V, (key + 1) * V])
+        out = np.zeros(V)
+        out[self.keys[lo:hi] % V] = self.values[lo:hi]
+        r, seen = self._rows(np.array([key], dtype=np.int64))
+        if seen[0] and self.base.size:
+            out += self.base[r[0]]
+        return out
 
     def story_logprobs(self, tokens: NDArray[Any], lens: NDArray[np.int64]) -> NDArray[Any]:
         """log p̂ of every token of the given stories, each predicted from its story's start."""
@@ -443,7 +486,7 @@ class NGramModel:
             )
             with np.load(p / "counts.npz") as data:
                 model._load_arrays(data)
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as exc:
             raise InvalidInput(f"{p} is not a readable n-gram model ({exc})") from None
         return model
 
@@ -497,7 +540,12 @@ def table_of(model: NGramModel) -> CountTable:
     base = np.zeros(H)
     if model.hists.size:
         base[model.hists] = model.base
-    return CountTable(model.keys.copy(), model.values.copy(), base)
+    # every (h, EOS) pair is in the pattern: a story cut at sampling.length is closed with EOS
+    closing = np.arange(H, dtype=np.int64) * model.vocab_size + model.eos_id
+    keys = np.union1d(model.keys, closing)
+    values = np.zeros(keys.size)
+    values[np.searchsorted(keys, model.keys)] = model.values
+    return CountTable(keys, values, base)
 
 
 def from_table(model: NGramModel, table: CountTable) -> NGramModel:
@@ -507,7 +555,9 @@ def from_table(model: NGramModel, table: CountTable) -> NGramModel:
     return model
 
 
-def expected_story_counts(model: NGramModel) -> tuple[CountTable, float]:
+def expected_story_counts(
+    model: NGramModel, max_length: int | None = None
+) -> tuple[CountTable, float]:
     """(expected n-gram counts of one generated story, its expected length in tokens).
 
     A story is the chain started after EOS and stopped at the first EOS it emits. Unigram: the
@@ -516,8 +566,16 @@ def expected_story_counts(model: NGramModel) -> tuple[CountTable, float]:
     + b 1ᵀ (A sparse, b the row constants) — done exactly with one sparse LU of I - A and the
     Sherman-Morrison step for the rank-one part. E[count(u, v)] = visits_u P(u, v), with one visit
     of EOS (the start).
+
+    With `max_length` L: the sampler's story mode exactly — a story that has not ended after L
+    tokens is closed with EOS (the pair (last token, EOS)); the visits are then the sum of L
+    steps of the chain (L sparse products), and the cut-off mass is added to the EOS column.
     """
     check_expected(model)
+    if max_length is not None:
+        if max_length < 1:
+            raise InvalidInput(f"sampling length must be >= 1, got {max_length}")
+        return _truncated_story_counts(model, int(max_length))
     V, eos, d = model.vocab_size, model.eos_id, model.delta
     t = table_of(model)
     if model.order == 1:
@@ -557,7 +615,37 @@ def expected_story_counts(model: NGramModel) -> tuple[CountTable, float]:
     return CountTable(t.keys, t.values * scale[rows], visits * b), float(visits.sum())
 
 
-def generated_counts(model: NGramModel, mode: str, stories: float) -> CountTable:
+def _truncated_story_counts(model: NGramModel, L: int) -> tuple[CountTable, float]:
+    import scipy.sparse as sp
+
+    V, eos, d = model.vocab_size, model.eos_id, model.delta
+    t = table_of(model)
+    H = t.base.size
+    rows, cols = (t.keys // V, t.keys % V) if H > 1 else (np.zeros(t.keys.size, np.int64), t.keys)
+    row_sum = np.bincount(rows, weights=t.values, minlength=H)
+    rho = t.base + d
+    a = 1.0 / (row_sum + V * rho)
+    b = a * rho  # P(h, v) = a_h S(h, v) + b_h
+    S = sp.csr_matrix((t.values, (rows, cols)), shape=(H, V))
+    alive = np.zeros(H)
+    alive[eos if H > 1 else 0] = 1.0  # the start: after EOS
+    visits = np.zeros(H)
+    for _ in range(L):
+        visits += alive
+        step = (alive * a) @ S + float(alive @ b)  # mass of each next token
+        step[eos] = 0.0  # emitting EOS ends the story
+        alive = step if H > 1 else np.array([step.sum()])
+    scale = visits * a
+    values = t.values * scale[rows]
+    closing = np.searchsorted(t.keys, np.arange(H, dtype=np.int64) * V + eos if H > 1 else [eos])
+    values[closing] += alive  # stories cut at L tokens, closed with EOS
+    length = float(visits.sum() + alive.sum())
+    return CountTable(t.keys, values, visits * b), length
+
+
+def generated_counts(
+    model: NGramModel, mode: str, stories: float, max_length: int | None = None
+) -> CountTable:
     """The counts a generated corpus S_n of `stories` stories contributes, without sampling error.
 
     `chain`: `stories` times the expected counts of one story of the model's stream (exact).
@@ -566,7 +654,7 @@ def generated_counts(model: NGramModel, mode: str, stories: float) -> CountTable
     is passed in as the scale by the caller: here `stories` is that scale).
     """
     if mode == "chain":
-        per_story, _ = expected_story_counts(model)
+        per_story, _ = expected_story_counts(model, max_length)
         return per_story.scaled(stories)
     if mode == "paper":
         t = table_of(model)
@@ -606,6 +694,7 @@ def expected_run(
     d0_stories: int,
     k: float = 1.0,
     lam: float = 0.5,
+    max_length: int | None = None,
 ) -> list[NGramModel]:
     """Generations 1..G in an expected-counts mode, in memory: `model` is generation 1 (fitted
     on D0); returns every generation's model. The pipeline does the same, one generation at a
@@ -615,12 +704,12 @@ def expected_run(
     size = scale * (d0_stories if mode == "chain" else 1.0)
     d0 = table_of(model)
     models = [model]
-    last = generated_counts(model, mode, size)
+    last = generated_counts(model, mode, size, max_length)
     cumulative = last
     for n in range(2, generations + 1):
         nxt = NGramModel(model.vocab_size, model.eos_id, model.order, model.delta)
         from_table(nxt, training_table(paradigm, n, d0, last, cumulative, k, lam))
         models.append(nxt)
-        last = generated_counts(nxt, mode, size)
+        last = generated_counts(nxt, mode, size, max_length)
         cumulative = cumulative + last
     return models
