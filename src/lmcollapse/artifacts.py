@@ -116,6 +116,22 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> 
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text: the union of their keys as columns (first seen first), None
+    as an empty cell."""
+    import csv
+    import io
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in keys} for r in rows)
+    return buf.getvalue()
+
+
 def prepare_output_dir(path: str | Path) -> Path:
     """The output directory, created if needed; a clear error if it is a file or not writable."""
     out = Path(path)

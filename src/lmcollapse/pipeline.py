@@ -40,6 +40,7 @@ from lmcollapse.artifacts import (
     RunLock,
     atomic_write_json,
     atomic_write_text,
+    csv_text,
 )
 from lmcollapse.config import ExperimentConfig, dump_yaml, from_yaml, to_plain
 from lmcollapse.errors import InvalidInput
@@ -789,22 +790,12 @@ def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _write_outputs(ctx: _Context) -> None:
     """metrics.csv, figures/ and report.html from the metrics files."""
-    import csv
-    import io
 
     from lmcollapse.report import write_report
 
     layout = ctx.layout
     t0 = ctx.outputs_at = time.monotonic()
-    rows = metrics_rows(load_metrics(layout))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in keys} for r in rows)
-    atomic_write_text(layout.metrics_csv, buf.getvalue())
+    atomic_write_text(layout.metrics_csv, csv_text(metrics_rows(load_metrics(layout))))
     write_report([layout.root], layout.report, figures_dir=layout.figures)
     ctx.outputs_cost = time.monotonic() - t0
 

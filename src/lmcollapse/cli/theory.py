@@ -181,10 +181,7 @@ def theory(
 
 
 def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -> None:
-    import csv
-    import io
-
-    from lmcollapse.artifacts import atomic_write_json, atomic_write_text
+    from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
     from lmcollapse.bridge import from_run
 
     result = from_run(run_dir)
@@ -213,16 +210,9 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
                 row[f"limit[{tok}]"] = d["limit"][g]
                 row[f"alpha[{tok}]"] = d["alpha"][g]
             rows.append(row)
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    w.writerows({k: ("" if r.get(k) is None else r[k]) for k in keys} for r in rows)
     try:
         atomic_write_json(target / "bridge.json", result)
-        atomic_write_text(target / "bridge.csv", buf.getvalue())
+        atomic_write_text(target / "bridge.csv", csv_text(rows))
         if figures:
             from lmcollapse.plots import bridge_figure, save_figures
 
