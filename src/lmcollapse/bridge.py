@@ -26,6 +26,70 @@ from lmcollapse.errors import InvalidInput
 BRIDGE_PARADIGMS = theory.PARADIGMS  # replace, accumulate-subsample, mix
 
 
+class _Scaled:
+    """A non-negative vector as (its direction, summing to 1; the log of its total): the y of
+    long runs grow past float range (10^300 within a few hundred generations of minimal errors),
+    their directions and log-totals do not."""
+
+    def __init__(self, vec: NDArray[np.float64], log: float) -> None:
+        self.vec, self.log = vec, log
+
+    @classmethod
+    def of(cls, v: NDArray[np.float64]) -> _Scaled:
+        t = float(v.sum())
+        return cls(v / t, float(np.log(t))) if t > 0 else cls(np.zeros_like(v), -np.inf)
+
+    def plus(self, other: _Scaled, w_self: float = 1.0, w_other: float = 1.0) -> _Scaled:
+        """w_self·self + w_other·other."""
+        la = self.log + np.log(w_self) if w_self > 0 else -np.inf
+        lb = other.log + np.log(w_other) if w_other > 0 else -np.inf
+        m = max(la, lb)
+        if m == -np.inf:
+            return _Scaled(np.zeros_like(self.vec), -np.inf)
+        v = np.exp(la - m) * self.vec + np.exp(lb - m) * other.vec
+        return _Scaled(v / v.sum(), m + float(np.log(v.sum())))
+
+
+def _estimate(
+    p: NDArray[np.float64], n_i: NDArray[np.float64], paradigm: str, k: float, lam: float
+) -> dict[str, Any]:
+    """The estimation in scale-free form: per generation, α_i[n]/b[n] (`a`), log b[n], the
+    direction of y[n] and log y[n]."""
+    if paradigm not in BRIDGE_PARADIGMS:
+        raise InvalidInput(
+            f"the theory covers {', '.join(BRIDGE_PARADIGMS)}; a {paradigm!r} run has no "
+            "closed form to compare with"
+        )
+    if p.ndim != 2 or p.shape[1] != n_i.size:
+        raise InvalidInput(f"p_hat must be (G, V) with V = {n_i.size}, got shape {p.shape}")
+    G, V = p.shape
+    truth = _Scaled.of(n_i)
+    if truth.log == -np.inf:
+        raise InvalidInput("counts must have a positive total N_x (the context must occur)")
+    a = np.zeros((G, V))
+    log_b, log_y = np.zeros(G), np.zeros(G)
+    y_dir = np.zeros((G, V))
+    running = _Scaled(np.zeros(V), -np.inf)  # Σ_{j<n} y[j]
+    y = truth
+    for n in range(1, G + 1):
+        if n == 1:
+            base = truth
+        elif paradigm == "replace":
+            base = y
+        elif paradigm == "accumulate-subsample":
+            summed = truth.plus(running, 1.0, k)
+            base = _Scaled(summed.vec, summed.log - float(np.log(1 + (n - 1) * k)))
+        else:  # mix
+            base = truth.plus(y, lam, 1 - lam)
+        _, a_i = theory.decompose(p[n - 1], base.vec)  # α relative to b[n] (base sums to 1)
+        a[n - 1] = np.maximum(a_i, 0.0)
+        y_vec = base.vec + a[n - 1]
+        y = _Scaled(y_vec / y_vec.sum(), base.log + float(np.log(y_vec.sum())))
+        log_b[n - 1], log_y[n - 1], y_dir[n - 1] = base.log, y.log, y.vec
+        running = running.plus(y)
+    return {"a": a, "log_b": log_b, "log_y": log_y, "y_dir": y_dir, "truth": truth}
+
+
 def estimate_errors(
     p_hat: ArrayLike, counts: ArrayLike, paradigm: str, k: float = 1.0, *, lam: float = 0.5
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -33,61 +97,53 @@ def estimate_errors(
 
     Exact inverse of `theory.closed_form` whenever every generation's true error has a zero
     entry (the minimal one of Remark B.1); otherwise the smallest errors consistent with p̂.
+    Values beyond float range are inf (`bridge` works in a scale-free form instead).
     """
-    if paradigm not in BRIDGE_PARADIGMS:
-        raise InvalidInput(
-            f"the theory covers {', '.join(BRIDGE_PARADIGMS)}; a {paradigm!r} run has no "
-            "closed form to compare with"
-        )
-    p = np.asarray(p_hat, dtype=np.float64)
-    n_i = np.asarray(counts, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != n_i.size:
-        raise InvalidInput(f"p_hat must be (G, V) with V = {n_i.size}, got shape {p.shape}")
-    G, V = p.shape
-    alpha = np.zeros((G, V))
-    y = np.zeros((G, V))
-    running = np.zeros(V)  # Σ_{j<n} y[j]
-    for n in range(1, G + 1):
-        if n == 1:
-            base = n_i
-        elif paradigm == "replace":
-            base = y[n - 2]
-        elif paradigm == "accumulate-subsample":
-            base = (n_i + k * running) / (1 + (n - 1) * k)
-        else:  # mix
-            base = lam * n_i + (1 - lam) * y[n - 2]
-        _, a_i = theory.decompose(p[n - 1], base)
-        alpha[n - 1] = np.maximum(a_i, 0.0)
-        y[n - 1] = base + alpha[n - 1]
-        running += y[n - 1]
+    e = _estimate(
+        np.asarray(p_hat, dtype=np.float64), np.asarray(counts, dtype=np.float64), paradigm, k, lam
+    )
+    with np.errstate(over="ignore"):
+        alpha = e["a"] * np.exp(e["log_b"])[:, None]
+        y = e["y_dir"] * np.exp(e["log_y"])[:, None]
     return alpha, y
 
 
-def error_trend(alpha_total: ArrayLike, scale: ArrayLike | None = None) -> dict[str, Any]:
+def error_trend(
+    alpha_total: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+    *,
+    log_alpha: ArrayLike | None = None,
+) -> dict[str, Any]:
     """Do the per-generation errors α[n] look like tending to zero (Theorem 2.1 assumes they do
     not)? The log-log slope of α[n] over the later half, and the verdict in words. `scale` (the
     counts b[n] each error was added to) only adds α[n]/b[n] for display.
 
     The errors are Remark B.1's minimal ones, which understate the true errors once p̂_n barely
     moves from p̂_{n-1} (a run settled near its limit): read a "decaying" verdict with that in
-    mind."""
-    a = np.asarray(alpha_total, dtype=np.float64)
-    G = a.size
+    mind. Give `log_alpha` (natural log of α[n]) instead of alpha_total for errors beyond float
+    range."""
+    if log_alpha is None:
+        with np.errstate(divide="ignore"):
+            log_a = np.log(np.asarray(alpha_total, dtype=np.float64))
+    else:
+        log_a = np.asarray(log_alpha, dtype=np.float64)
+    G = log_a.size
     out: dict[str, Any] = {"slope": None, "verdict": "too short to tell"}
     if scale is not None:
-        out["relative"] = (a / np.asarray(scale, dtype=np.float64)).tolist()
+        out["relative"] = np.exp(log_a - np.log(np.asarray(scale, dtype=np.float64))).tolist()
     if G < 4:
         return out
     n = np.arange(1, G + 1, dtype=np.float64)
     half = slice(G // 2, G)
-    ok = a[half] > 0
+    ok = np.isfinite(log_a[half])
     if ok.sum() >= 2:
-        out["slope"] = float(np.polyfit(np.log(n[half][ok]), np.log(a[half][ok]), 1)[0])
-    first = float(np.mean(a[: max(1, G // 4)]))
-    last = float(np.mean(a[-max(1, G // 4) :]))
-    out["first_quarter_mean"], out["last_quarter_mean"] = first, last
+        out["slope"] = float(np.polyfit(np.log(n[half][ok]), log_a[half][ok], 1)[0])
+    q = max(1, G // 4)
+    first, last = _log_mean(log_a[:q]), _log_mean(log_a[-q:])  # log of the quarters' means
+    out["first_quarter_log10_mean"] = None if first == -np.inf else first / np.log(10)
+    out["last_quarter_log10_mean"] = None if last == -np.inf else last / np.log(10)
     slope = out["slope"]
-    if last == 0.0:
+    if last == -np.inf:
         out["verdict"] = "zero: no error is needed to explain the later generations"
     elif slope is not None and slope < -1.0 and last < first:
         out["verdict"] = (
@@ -104,6 +160,18 @@ def error_trend(alpha_total: ArrayLike, scale: ArrayLike | None = None) -> dict[
     return out
 
 
+def _log_mean(log_values: NDArray[np.float64]) -> float:
+    finite = log_values[np.isfinite(log_values)]
+    if not finite.size:
+        return -np.inf
+    m = float(finite.max())
+    return m + float(np.log(np.exp(finite - m).sum() / log_values.size))
+
+
+def _finite(values: Any) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
+
+
 def bridge(
     p_hat: ArrayLike,
     counts: ArrayLike,
@@ -117,34 +185,46 @@ def bridge(
     weight, the closed form rebuilt from α (equal to p̂ by construction), the error trend."""
     p = np.asarray(p_hat, dtype=np.float64)
     n_i = np.asarray(counts, dtype=np.float64)
-    alpha, y = estimate_errors(p, n_i, paradigm, k, lam=lam)
-    limit = theory.limit_term(alpha, paradigm, k, lam=lam)
-    weight = theory.real_data_weight(n_i, alpha, paradigm, k, lam=lam)
-    rebuilt = theory.closed_form(n_i, alpha, paradigm, k, lam=lam)
-    scale = y.sum(axis=1) - alpha.sum(axis=1)  # b[n]: the counts each error was added to
+    e = _estimate(p, n_i, paradigm, k, lam)
+    a, log_b, log_y, y_dir, truth = e["a"], e["log_b"], e["log_y"], e["y_dir"], e["truth"]
+    a_tot = a.sum(axis=1)  # α[n] / b[n]
+    with np.errstate(divide="ignore"):
+        log_alpha = np.log(a_tot) + log_b  # log α[n]
+    weight = np.exp(truth.log - log_y)  # N_x / y[n]
+    # Theorem 2.1's limit term from the scale-free y: the error part of y[n] over its total —
+    # y[n] minus the real counts (and, under Accumulate-Subsample, minus this generation's α).
+    r = np.exp(log_b - log_y)  # b[n] / y[n]
+    err = y_dir - weight[:, None] * truth.vec
+    if paradigm == "accumulate-subsample":
+        err = err - a * r[:, None]
+    total = err.sum(axis=1, keepdims=True)
+    limit = np.full_like(err, np.nan)
+    ok = total[:, 0] > 1e-12
+    limit[ok] = err[ok] / total[ok]
+    cum = np.logaddexp.accumulate(log_alpha)
+    ln10 = np.log(10.0)
     result: dict[str, Any] = {
         "paradigm": paradigm,
         "k": k,
         "lam": lam,
         "N_x": float(n_i.sum()),
-        "alpha_total": alpha.sum(axis=1).tolist(),
-        "alpha_cumulative": np.cumsum(alpha.sum(axis=1)).tolist(),
+        "alpha_relative": a_tot.tolist(),
+        "alpha_total_log10": _finite(log_alpha / ln10),
+        "alpha_cumulative_log10": _finite(cum / ln10),
         "real_data_weight": weight.tolist(),
-        "rebuild_error": float(np.max(np.abs(rebuilt - p))),
-        "distance_to_limit": [
-            None if not np.isfinite(d) else float(d) for d in np.abs(p - limit).sum(axis=1)
-        ],
-        "distance_to_truth": np.abs(p - n_i / n_i.sum()).sum(axis=1).tolist(),
-        "trend": error_trend(alpha.sum(axis=1), scale),
+        "rebuild_error": float(np.max(np.abs(y_dir - p / p.sum(axis=1, keepdims=True)))),
+        "distance_to_limit": _finite(np.abs(p - limit).sum(axis=1)),
+        "distance_to_truth": np.abs(p - truth.vec).sum(axis=1).tolist(),
+        "trend": error_trend(log_alpha=log_alpha) | {"relative": a_tot.tolist()},
         "tokens": {},
     }
     for name, i in (tokens or {}).items():
         result["tokens"][name] = {
             "id": int(i),
-            "truth": float(n_i[i] / n_i.sum()),
+            "truth": float(truth.vec[i]),
             "p_hat": p[:, i].tolist(),
-            "limit": [None if not np.isfinite(v) else float(v) for v in limit[:, i]],
-            "alpha": alpha[:, i].tolist(),
+            "limit": _finite(limit[:, i]),
+            "alpha_relative": a[:, i].tolist(),
         }
     return result
 

@@ -113,11 +113,11 @@ def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
         rows.append(
             f"<tr><td class='l'>{html.escape(repr(p['context']))}</td><td>{_fmt(p['N_x'])}</td>"
             f"<td>{_fmt(p['real_data_weight'][-1])}</td>"
-            f"<td>{_fmt(p['alpha_cumulative'][-1], 1)}</td>"
+            f"<td>{_fmt(p['alpha_cumulative_log10'][-1], 1)}</td>"
             f"<td>{_fmt(t.get('slope'))}</td><td class='l'>{html.escape(t['verdict'])}</td></tr>"
         )
     table = (
-        "<table><tr><th class='l'>context x</th><th>N_x</th><th>N_x/y[G]</th><th>Σα</th>"
+        "<table><tr><th class='l'>context x</th><th>N_x</th><th>N_x/y[G]</th><th>log10 Σα</th>"
         f"<th>slope of α[n]</th><th class='l'>the errors are…</th></tr>{''.join(rows)}"
         "</table>"
     )

@@ -199,7 +199,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
                 "probe": i,
                 "context": p["context"],
                 "generation": n,
-                "alpha_total": p["alpha_total"][g],
+                "alpha_total_log10": p["alpha_total_log10"][g],
                 "alpha_relative": p["trend"]["relative"][g],
                 "real_data_weight": p["real_data_weight"][g],
                 "distance_to_limit": p["distance_to_limit"][g],
@@ -208,7 +208,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
             for tok, d in p["tokens"].items():
                 row[f"p_hat[{tok}]"] = d["p_hat"][g]
                 row[f"limit[{tok}]"] = d["limit"][g]
-                row[f"alpha[{tok}]"] = d["alpha"][g]
+                row[f"alpha_relative[{tok}]"] = d["alpha_relative"][g]
             rows.append(row)
     try:
         atomic_write_json(target / "bridge.json", result)
@@ -229,7 +229,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
                 if "skipped" in p
                 else {
                     "real_data_weight_last": p["real_data_weight"][-1],
-                    "alpha_cumulative_last": p["alpha_cumulative"][-1],
+                    "alpha_cumulative_log10_last": p["alpha_cumulative_log10"][-1],
                     "trend": {k: v for k, v in p["trend"].items() if k != "relative"},
                     "rebuild_error": p["rebuild_error"],
                 }
@@ -252,14 +252,19 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
             f"limit {d['limit'][-1] if d['limit'][-1] is not None else float('nan'):.3f})"
             for t, d in p["tokens"].items()
         )
+        total = _log10(p["alpha_cumulative_log10"][-1])
         click.echo(
             f"• x = {p['context']!r} (N_x = {p['N_x']:,.0f}): {toks}; real-data weight "
-            f"N_x/y = {p['real_data_weight'][-1]:.3g}; Σα = {p['alpha_cumulative'][-1]:.3g}; "
+            f"N_x/y = {p['real_data_weight'][-1]:.3g}; Σα = 10^{total}; "
             f"the errors are {p['trend']['verdict']}"
         )
     click.echo(
         f"wrote {target}/: bridge.json, bridge.csv" + (", figures/theory.png" if figures else "")
     )
+
+
+def _log10(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:.1f}"
 
 
 def _print_theory_summary(
