@@ -38,6 +38,28 @@ def builtin_corpus(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def launch_two_processes() -> list[str]:
+    """`accelerate launch` of two CPU processes over gloo (accelerate's --cpu alone starts one);
+    append the script or `-m module` and its arguments."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+
+
+@pytest.fixture
 def write(tmp_path: Path):
     """write("name.txt", text) -> path: a file in the test's directory."""
 

@@ -261,6 +261,24 @@ def test_probe_and_alpha_match_hand_computation(tmp_path: Path) -> None:
         probe(model, ToyTok(), " there", [" wasn't"], truth)
 
 
+TINY_SHAPE = ModelConfig(
+    num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
+)
+
+
+def early_stopping(max_epochs: int) -> TrainingConfig:
+    """Early stopping on the held-out loss with patience 1, tiny batches."""
+    return TrainingConfig(
+        learning_rate=3e-3,
+        batch_size=8,
+        micro_batch_size=8,
+        context_length=32,
+        early_stopping=True,
+        max_epochs=max_epochs,
+        patience=1,
+    )
+
+
 def _easy_stories(n: int, seed: int = 0) -> list[list[int]]:
     """Short stories from a tiny grammar: 1-4 tokens counting up from a start token, then EOS."""
     rng = np.random.default_rng(seed)
@@ -312,23 +330,9 @@ def test_training_learns_to_end_stories_and_is_deterministic(tmp_path: Path) -> 
 def test_early_stopping_keeps_the_best_epoch(tmp_path: Path) -> None:
     store = write_store(tmp_path / "d0", _easy_stories(300), 12)
     held = write_store(tmp_path / "h", _easy_stories(40, seed=1), 12)
-    cfg = TrainingConfig(
-        learning_rate=3e-3,
-        batch_size=8,
-        micro_batch_size=8,
-        context_length=32,
-        early_stopping=True,
-        max_epochs=6,
-        patience=1,
-    )
+    cfg = early_stopping(max_epochs=6)
     torch.manual_seed(0)
-    model = build_model(
-        ModelConfig(
-            num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
-        ),
-        12,
-        0,
-    )
+    model = build_model(TINY_SHAPE, 12, 0)
     result = train(model, TrainingSet.whole(store), cfg, seed=0, holdout=held, progress=False)
     assert result.best_epoch == int(np.argmin(result.holdout_losses)) + 1
     assert perplexity(model, held, context=32)["loss"] == pytest.approx(
@@ -494,23 +498,9 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path, monk
         return {"loss": next(losses)}
 
     monkeypatch.setattr(pp, "perplexity", fake_perplexity)
-    cfg = TrainingConfig(
-        learning_rate=3e-3,
-        batch_size=8,
-        micro_batch_size=8,
-        context_length=32,
-        early_stopping=True,
-        max_epochs=5,
-        patience=1,
-    )
+    cfg = early_stopping(max_epochs=5)
     torch.manual_seed(0)
-    model = build_model(
-        ModelConfig(
-            num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
-        ),
-        12,
-        0,
-    )
+    model = build_model(TINY_SHAPE, 12, 0)
     result = train(model, TrainingSet.whole(store), cfg, seed=0, holdout=store, progress=False)
     assert (
         result.epochs == 3 and result.best_epoch == 2 and result.holdout_losses == [3.0, 2.0, 2.5]
@@ -522,13 +512,10 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path, monk
 
 def test_accumulated_micro_batches_equal_one_batch(tmp_path: Path) -> None:
     store = write_store(tmp_path / "d0", _easy_stories(300), 12)
-    shape = ModelConfig(
-        num_layers=2, hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=16
-    )
     states = []
     for micro in (16, 8, 4):
         torch.manual_seed(0)
-        model = build_model(shape, 12, 0)
+        model = build_model(TINY_SHAPE, 12, 0)
         cfg = TrainingConfig(
             batch_size=16,
             micro_batch_size=micro,

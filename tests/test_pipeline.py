@@ -369,21 +369,12 @@ def test_report_in_a_real_headless_browser(tmp_path: Path, replace_run: Path) ->
         )
 
 
-def test_accelerate_launch_runs_the_pipeline_with_two_processes(tmp_path: Path) -> None:
+def test_accelerate_launch_runs_the_pipeline_with_two_processes(
+    tmp_path: Path, launch_two_processes: list[str]
+) -> None:
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *launch_two_processes,
         "-m",
         "lmcollapse",
         "run",

@@ -43,6 +43,7 @@ from lmcollapse.artifacts import (
     csv_text,
 )
 from lmcollapse.config import ExperimentConfig, dump_yaml, from_yaml, to_plain
+from lmcollapse.data.paradigms import ACCUMULATING, generated_scale
 from lmcollapse.errors import InvalidInput
 
 log = logging.getLogger("lmcollapse")
@@ -426,7 +427,7 @@ def _generation(ctx: _Context, n: int) -> None:
     _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
 
     # What generation n trains on.
-    accumulating = cfg.paradigm.name in ("accumulate-subsample", "accumulate")
+    accumulating = cfg.paradigm.name in ACCUMULATING
     needed = range(1, n) if accumulating else range(max(1, n - 1), n)  # what the paradigm reads
     generated = {j: TokenStore.open(layout.corpus(j)) for j in needed}
     comp = composition(
@@ -449,7 +450,7 @@ def _generation(ctx: _Context, n: int) -> None:
     seed_everything(seed_for(cfg.run.seed, n, "init"))
     model = build_model(cfg.model, tok.vocab_size, tok.eos_id)
     if n == 1 and cfg.model.family != "ngram":
-        text = describe(model) if hasattr(model, "transformer") else _describe(cfg, model)
+        text = describe(model) if hasattr(model, "transformer") else f"model: {cfg.model.hf_config}"
         _say(text, ctx.progress)
     if cfg.model.family == "ngram":
         result = _train_ngram(ctx, n, model, data)
@@ -476,7 +477,7 @@ def _generation(ctx: _Context, n: int) -> None:
     t0 = time.perf_counter()
     model.eval()
     s = cfg.sampling
-    scale = cfg.paradigm.k if cfg.paradigm.name in ("accumulate-subsample", "accumulate") else 1.0
+    scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
     size: dict[str, int | None] = {
         "num_sequences": None,
         "min_stories": None,
@@ -571,12 +572,6 @@ def _generation(ctx: _Context, n: int) -> None:
     state.wait_for_everyone()
 
 
-def _describe(cfg: ExperimentConfig, model: Any) -> str:
-    if hasattr(model, "describe"):
-        return str(model.describe())
-    return f"model: {cfg.model.hf_config}"
-
-
 def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
     """Count generation n's training set — or, in an expected-counts mode, build its counts from
     the earlier generations' expected corpora (footnote 3: no sampling error)."""
@@ -591,26 +586,21 @@ def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
     else:
         ngram.from_table(model, _expected_training_table(ctx, n))
     if mode != "off":
-        scale = _generated_scale(cfg)
+        scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
         cap = cfg.sampling.length if cfg.sampling.mode == "story" else None  # story mode: exact
         full = ngram.generated_counts(
             model, mode, scale * (ctx.corpus.d0.num_stories if mode == "chain" else 1.0), cap
         )
-        if n == 1:
+        if n == 1:  # D0's counts are stored once, with generation 1's
             cumulative, d0 = full, ngram.table_of(model)
         else:
-            _, before, d0 = _load_expected(layout, n - 1)
-            cumulative = before + full
+            _, before, _ = _load_expected(layout, n - 1)
+            cumulative, d0 = before + full, None
         _save_expected(layout, n, full, cumulative, d0)
     if n == 1:
         _say(model.describe(), ctx.progress)
     tokens = round(float(model.values.sum() + model.base.sum() * model.vocab_size))
     return TrainResult(epochs=1, steps=0, tokens=tokens, seconds=time.perf_counter() - t0)
-
-
-def _generated_scale(cfg: ExperimentConfig) -> float:
-    """|S_n| / |D0|: k under the accumulating paradigms, 1 otherwise."""
-    return cfg.paradigm.k if cfg.paradigm.name in ("accumulate-subsample", "accumulate") else 1.0
 
 
 def _padded(counts: Any, size: int) -> np.ndarray:
@@ -632,18 +622,17 @@ def _save_arrays(path: Path, arrays: dict[str, Any]) -> None:
 
 
 def _save_expected(layout: RunLayout, n: int, full: Any, cumulative: Any, d0: Any) -> None:
-    _save_arrays(
-        layout.generation(n) / "expected_counts.npz",
-        {
-            "keys": full.keys,
-            "values": full.values,
-            "base": full.base,
-            "cum_values": cumulative.values,
-            "cum_base": cumulative.base,
-            "d0_values": d0.values,
-            "d0_base": d0.base,
-        },
-    )
+    """S_n's expected counts and their running sum (D0's counts only with generation 1)."""
+    arrays = {
+        "keys": full.keys,
+        "values": full.values,
+        "base": full.base,
+        "cum_values": cumulative.values,
+        "cum_base": cumulative.base,
+    }
+    if d0 is not None:
+        arrays |= {"d0_values": d0.values, "d0_base": d0.base}
+    _save_arrays(layout.generation(n) / "expected_counts.npz", arrays)
 
 
 def _load_expected(layout: RunLayout, n: int) -> tuple[Any, Any, Any]:
@@ -652,11 +641,11 @@ def _load_expected(layout: RunLayout, n: int) -> tuple[Any, Any, Any]:
 
     with np.load(layout.generation(n) / "expected_counts.npz") as z:
         keys = z["keys"]
-        return (
-            CountTable(keys, z["values"], z["base"]),
-            CountTable(keys, z["cum_values"], z["cum_base"]),
-            CountTable(keys, z["d0_values"], z["d0_base"]),
-        )
+        full = CountTable(keys, z["values"], z["base"])
+        cumulative = CountTable(keys, z["cum_values"], z["cum_base"])
+    with np.load(layout.generation(1) / "expected_counts.npz") as z:
+        d0 = CountTable(keys, z["d0_values"], z["d0_base"])
+    return full, cumulative, d0
 
 
 def _expected_training_table(ctx: _Context, n: int) -> Any:

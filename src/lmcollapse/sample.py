@@ -178,18 +178,14 @@ def to_stories(tokens: np.ndarray, eos_id: int) -> list[np.ndarray]:
     """Cut one generated sequence at its end-of-text tokens (each story keeps its own); an
     unfinished last story is closed with end-of-text, the separator that follows it in the
     paper's concatenated corpus."""
-    ends = np.flatnonzero(tokens == eos_id)
-    stories = np.split(tokens, ends + 1)
-    if len(stories[-1]) == 0:
-        stories.pop()
-    elif stories[-1][-1] != eos_id:
-        stories[-1] = np.append(stories[-1], eos_id)
-    return stories
+    flat, lens, _ = stories_of([tokens], eos_id)
+    return np.split(flat, np.cumsum(lens)[:-1]) if lens.size else []
 
 
 def stories_of(seqs: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """`to_stories` for a whole batch at once: (concatenated stories, their lengths, how many
-    sequences ended unfinished and were closed with end-of-text)."""
+    """Every sequence of a batch cut into stories at once, as `to_stories` cuts one:
+    (concatenated stories, their lengths, how many sequences ended unfinished and were closed
+    with end-of-text)."""
     parts, unfinished = [], 0
     for q in seqs:
         if len(q) == 0:

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from lmcollapse.errors import InvalidInput
 
 PARADIGMS = ("replace", "accumulate-subsample", "accumulate", "mix")
+ACCUMULATING = ("accumulate-subsample", "accumulate")  # every S_j stays; |S_j| = k|D0|
 D0 = "d0"
 
 
@@ -94,13 +95,16 @@ def _largest_remainder(total: int, weights: list[float]) -> list[int]:
     return floors.tolist()
 
 
+def generated_scale(paradigm: str, k: float) -> float:
+    """|S_n| / |D0|: k under the accumulating paradigms, 1 otherwise."""
+    return k if paradigm in ACCUMULATING else 1.0
+
+
 def check_paradigm(paradigm: str, k: float, lam: float) -> None:
     """Raise InvalidInput unless the paradigm and its parameter are usable."""
     if paradigm not in PARADIGMS:
         raise InvalidInput(f"unknown paradigm {paradigm!r}: choose one of {', '.join(PARADIGMS)}")
-    if paradigm in ("accumulate-subsample", "accumulate") and not (
-        math.isfinite(k) and 0 < k <= 1e6
-    ):
+    if paradigm in ACCUMULATING and not (math.isfinite(k) and 0 < k <= 1e6):
         raise InvalidInput(f"k must be > 0 and at most 1e6 (the accumulation rate), got {k!r}")
     if paradigm == "mix" and not (math.isfinite(lam) and 0 <= lam < 1):
         raise InvalidInput(f"lam (the real-data share of mix) must be in [0, 1), got {lam!r}")

@@ -126,8 +126,13 @@ class NGramModel:
         self.cum = np.concatenate([[0.0], np.cumsum(self.values)])
         self._row_of = None  # orders 1-2: a direct history -> row map (no binary search)
         if self.order <= 2:
-            self._row_of = np.full(V if self.order == 2 else 1, -1, dtype=np.int64)
+            self._row_of = np.full(self.dense_histories, -1, dtype=np.int64)
             self._row_of[self.hists] = np.arange(self.hists.size)
+
+    @property
+    def dense_histories(self) -> int:
+        """Every possible history of an order-1 or -2 model: V tokens, or the one empty one."""
+        return self.vocab_size if self.order == 2 else 1
 
     @property
     def num_ngrams(self) -> int:
@@ -536,7 +541,7 @@ def check_expected(model: NGramModel) -> None:
 def table_of(model: NGramModel) -> CountTable:
     """The model's own counts as a table over every history."""
     check_expected(model)
-    H = model.vocab_size if model.order == 2 else 1
+    H = model.dense_histories
     base = np.zeros(H)
     if model.hists.size:
         base[model.hists] = model.base
@@ -550,9 +555,21 @@ def table_of(model: NGramModel) -> CountTable:
 
 def from_table(model: NGramModel, table: CountTable) -> NGramModel:
     """Install a count table as the model's counts."""
-    H = model.vocab_size if model.order == 2 else 1
+    H = model.dense_histories
     model._set(table.keys, table.values, np.arange(H, dtype=np.int64), table.base)
     return model
+
+
+def _transitions(model: NGramModel) -> tuple[CountTable, Any, Any, Any, Any]:
+    """The model's table as a chain: (table, history row and token of each pair, a, b) with
+    P(h, v) = a_h S(h, v) + b_h — S the sparse counts, b = a·(base + δ) the smoothing."""
+    V = model.vocab_size
+    t = table_of(model)
+    H = t.base.size
+    rows = t.keys // V if H > 1 else np.zeros(t.keys.size, dtype=np.int64)
+    rho = t.base + model.delta
+    a = 1.0 / (np.bincount(rows, weights=t.values, minlength=H) + V * rho)
+    return t, rows, t.keys % V, a, a * rho
 
 
 def expected_story_counts(
@@ -576,22 +593,14 @@ def expected_story_counts(
         if max_length < 1:
             raise InvalidInput(f"sampling length must be >= 1, got {max_length}")
         return _truncated_story_counts(model, int(max_length))
-    V, eos, d = model.vocab_size, model.eos_id, model.delta
-    t = table_of(model)
-    if model.order == 1:
-        rho = t.base[0] + d
-        total = t.values.sum() + V * rho
-        p_eos = (t.values[t.keys == eos].sum() + rho) / total
-        factor = 1.0 / (p_eos * total)  # E[count of v] = p(v) / p(EOS)
-        return CountTable(t.keys, t.values * factor, np.array([rho * factor])), 1.0 / p_eos
+    V, eos = model.vocab_size, model.eos_id
+    t, rows, cols, a, b = _transitions(model)
+    if model.order == 1:  # E[count of v] = p(v) / p(EOS)
+        p_eos = float(a[0] * t.values[t.keys == eos].sum() + b[0])
+        return CountTable(t.keys, t.values * a[0] / p_eos, b / p_eos), 1.0 / p_eos
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
 
-    rows, cols = t.keys // V, t.keys % V
-    row_sum = np.bincount(rows, weights=t.values, minlength=V)
-    rho = t.base + d
-    a = 1.0 / (row_sum + V * rho)
-    b = a * rho  # P(u, v) = a_u S(u, v) + b_u
     keep = np.flatnonzero(np.arange(V) != eos)
     pos = np.full(V, -1)
     pos[keep] = np.arange(keep.size)
@@ -618,14 +627,9 @@ def expected_story_counts(
 def _truncated_story_counts(model: NGramModel, L: int) -> tuple[CountTable, float]:
     import scipy.sparse as sp
 
-    V, eos, d = model.vocab_size, model.eos_id, model.delta
-    t = table_of(model)
+    V, eos = model.vocab_size, model.eos_id
+    t, rows, cols, a, b = _transitions(model)
     H = t.base.size
-    rows, cols = (t.keys // V, t.keys % V) if H > 1 else (np.zeros(t.keys.size, np.int64), t.keys)
-    row_sum = np.bincount(rows, weights=t.values, minlength=H)
-    rho = t.base + d
-    a = 1.0 / (row_sum + V * rho)
-    b = a * rho  # P(h, v) = a_h S(h, v) + b_h
     S = sp.csr_matrix((t.values, (rows, cols)), shape=(H, V))
     alive = np.zeros(H)
     alive[eos if H > 1 else 0] = 1.0  # the start: after EOS
@@ -650,8 +654,8 @@ def generated_counts(
 
     `chain`: `stories` times the expected counts of one story of the model's stream (exact).
     `paper`: the paper's count form (Eq. 3-4): the corpus carries the model's counts plus its
-    error, (N_{h;v} + δ) per pair, scaled by the corpus's size relative to D0 (`stories` / |D0|
-    is passed in as the scale by the caller: here `stories` is that scale).
+    error, (N_{h;v} + δ) per pair, times `stories` — here the corpus's size relative to D0
+    (|S_n| / |D0|), since the count form is in D0's units.
     """
     if mode == "chain":
         per_story, _ = expected_story_counts(model, max_length)
@@ -700,8 +704,9 @@ def expected_run(
     on D0); returns every generation's model. The pipeline does the same, one generation at a
     time with the counts on disk."""
     check_expected(model)
-    scale = k if paradigm in ("accumulate-subsample", "accumulate") else 1.0
-    size = scale * (d0_stories if mode == "chain" else 1.0)
+    from lmcollapse.data.paradigms import generated_scale
+
+    size = generated_scale(paradigm, k) * (d0_stories if mode == "chain" else 1.0)
     d0 = table_of(model)
     models = [model]
     last = generated_counts(model, mode, size, max_length)
