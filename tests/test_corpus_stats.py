@@ -12,10 +12,12 @@ from lmcollapse.evaluate.corpus import corpus_stats, reference
 
 
 def store(
-    path: Path, stories: list[list[int]], vocab: int = 10, provenance: dict | None = None
+    path: Path, stories: list[list[int]], vocab: int = 10, cut: tuple[int, ...] = ()
 ) -> TokenStore:
-    with TokenStoreWriter(path, vocab_size=vocab, eos_id=0, provenance=provenance) as w:
-        w.add_many(np.array(s) for s in stories)
+    """A store of these stories; those in `cut` are marked unfinished."""
+    with TokenStoreWriter(path, vocab_size=vocab, eos_id=0) as w:
+        for i, s in enumerate(stories):
+            w.add(np.array(s), finished=i not in cut)
     return TokenStore.open(path)
 
 
@@ -41,11 +43,7 @@ def test_statistics_by_hand(tmp_path: Path) -> None:
 def test_a_collapsed_corpus_is_measured_as_one(tmp_path: Path) -> None:
     d0 = store(tmp_path / "d0", [[1, 2, 3, 4, 5, 6, 7, 8, 9, 0]] * 3)
     ref = reference(d0, sample_tokens=100)
-    repeat = store(
-        tmp_path / "g",
-        [[1, 2, 1, 2, 1, 2, 1, 2, 0]] * 3,
-        provenance={"batch_counts": {"0": [3, 3, 27, 1]}},
-    )  # one story was cut
+    repeat = store(tmp_path / "g", [[1, 2, 1, 2, 1, 2, 1, 2, 0]] * 3, cut=(1,))
     s = corpus_stats(repeat, ref)
     assert s["vocab_used"] == 3 and s["distinct_2"] < 0.2
     # 4-grams of a story: 1212 2121 1212 2121 1212 2120 — three repeat an earlier one
@@ -53,3 +51,6 @@ def test_a_collapsed_corpus_is_measured_as_one(tmp_path: Path) -> None:
     assert s["kl_unigram_from_d0"] > 0.5 and s["kl_bigram_from_d0"] > s["kl_unigram_from_d0"]
     assert s["unfinished_share"] == pytest.approx(1 / 3)
     assert s["eos_rate"] == pytest.approx(2 / 26)  # end-of-text the model wrote, per token it wrote
+    p = np.array([12, 12, 2]) / 26  # the cut story's separator is no token of the text
+    assert s["unigram_entropy"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert s["finished_length_mean"] == 9.0

@@ -58,6 +58,8 @@ SCRIPT = textwrap.dedent("""
                     eos_id=0, vocab_size=16, seed=7, progress=False)
     generate_corpus(model, out / "s2", min_stories=25, length=12, batch_size=3, context=16,
                     eos_id=0, vocab_size=16, seed=7, progress=False)
+    generate_corpus(model, out / "s3", min_tokens=100, length=12, batch_size=3, context=16,
+                    eos_id=0, vocab_size=16, seed=7, progress=False)
 """)
 
 
@@ -106,3 +108,11 @@ def test_two_processes_train_one_model(tmp_path: Path, launch_two_processes: lis
                     context=16, eos_id=0, vocab_size=16, seed=7, progress=False)  # fmt: skip
     two, one = TokenStore.open(tmp_path / "s2"), TokenStore.open(tmp_path / "single2")
     assert two.checksum() == one.checksum() and one.num_stories >= 25
+    # with a token target, too — trimmed inside the last batch, the marks of cut stories kept
+    generate_corpus(model, tmp_path / "single3", min_tokens=100, length=12, batch_size=3,
+                    context=16, eos_id=0, vocab_size=16, seed=7, progress=False)  # fmt: skip
+    two, one = TokenStore.open(tmp_path / "s3"), TokenStore.open(tmp_path / "single3")
+    assert two.checksum() == one.checksum() and np.array_equal(two.offsets, one.offsets)
+    assert np.array_equal(two.unfinished, one.unfinished) and one.unfinished.size > 0
+    assert 100 <= one.num_tokens < 100 + one.lengths()[-1]
+    assert two.meta["provenance"]["batch_counts"] == one.meta["provenance"]["batch_counts"]

@@ -24,6 +24,7 @@ from lmcollapse.sample import (
     generate_corpus,
     next_token_probs,
     sample_batch,
+    stories_of,
     to_stories,
 )
 from lmcollapse.train import param_groups, train
@@ -184,6 +185,11 @@ def test_story_mode_and_stream_splitting() -> None:
         [8, 0],
     ]
     assert [s.tolist() for s in to_stories(np.array([5, 0]), 0)] == [[5, 0]]
+    flat, lens, finished = stories_of(
+        [np.array([5, 6, 0, 7, 0, 8]), np.array([9, 0]), np.array([4, 4])], 0
+    )
+    assert flat.tolist() == [5, 6, 0, 7, 0, 8, 0, 9, 0, 4, 4, 0]
+    assert lens.tolist() == [3, 2, 2, 2, 3] and finished.tolist() == [1, 1, 0, 1, 0]
     model = small().eval()
     with torch.no_grad():
         model.lm_head.weight.zero_()  # uniform over 97 tokens: EOS comes now and then
@@ -374,8 +380,18 @@ def test_generated_corpus_is_seeded_and_stored_as_stories(tmp_path: Path) -> Non
     assert all(
         sa.story(i)[-1] == 0 and (sa.story(i)[:-1] != 0).all() for i in range(sa.num_stories)
     )
-    # stream mode: stored = generated tokens + one closing EOS per unfinished story
-    assert sa.num_tokens == a.tokens + a.unfinished
+    # stream mode: stored = generated tokens + one separator per unfinished story, each marked
+    assert sa.num_tokens == a.tokens + a.unfinished and sa.unfinished.size == a.unfinished > 0
+    ends = np.cumsum(sa.lengths())  # a sequence is 50 generated tokens: its cut story ends it
+    cut = set(sa.unfinished.tolist())
+    total = 0
+    for i, end in enumerate(ends):  # walk the sequences: 50 tokens, or 51 with a separator
+        seq_len = end - total
+        if seq_len >= 50:
+            assert (seq_len == 51) == (i in cut) and seq_len in (50, 51)
+            total = end
+        else:
+            assert i not in cut
 
 
 def test_bad_engine_input(tmp_path: Path) -> None:
@@ -458,8 +474,28 @@ def test_a_story_target_stops_at_the_first_batch_that_reaches_it(tmp_path: Path)
     assert (
         full.stories == r.stories and TokenStore.open(tmp_path / "f").checksum() == store.checksum()
     )
-    with pytest.raises(InvalidInput, match="exactly one of num_sequences and min_stories"):
+    with pytest.raises(InvalidInput, match="exactly one of num_sequences, min_stories and"):
         generate_corpus(model, tmp_path / "x", **kw)
+
+
+def test_a_token_target_cuts_after_the_story_that_reaches_it(tmp_path: Path) -> None:
+    """S_n of k·|D0| tokens (paradigm.unit tokens): whole batches until the target, the last one
+    trimmed after the story that reaches it; the kept stories are the full corpus's first ones."""
+    model = small(vocab=40, positions=32).eval()
+    kw = {"length": 30, "batch_size": 4, "context": 16, "eos_id": 0, "vocab_size": 40, "seed": 3}
+    r = generate_corpus(model, tmp_path / "t", min_tokens=200, progress=False, **kw)
+    store = TokenStore.open(tmp_path / "t")
+    lens = store.lengths()
+    assert store.num_tokens >= 200 > store.num_tokens - lens[-1]  # overshoot < one story
+    batches = store.meta["provenance"]["batch_counts"]
+    full = generate_corpus(
+        model, tmp_path / "f", num_sequences=4 * len(batches), **kw, progress=False
+    )
+    whole = TokenStore.open(tmp_path / "f")
+    assert full.stories > r.stories
+    np.testing.assert_array_equal(whole.tokens[: store.num_tokens], store.tokens)
+    np.testing.assert_array_equal(whole.unfinished[whole.unfinished < r.stories], store.unfinished)
+    assert r.stories == store.num_stories and r.tokens + r.unfinished == store.num_tokens
 
 
 def test_fused_loss_over_many_chunks_without_grad_and_under_autocast(monkeypatch) -> None:

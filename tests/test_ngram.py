@@ -228,17 +228,19 @@ def random_d0(tmp_path_factory) -> TokenStore:
 @pytest.mark.parametrize("cap", [None, 6])
 def test_expected_story_counts_match_a_long_sample(tmp_path, random_d0, cap) -> None:
     """Every expected pair count of one story — the sparse part and the smoothing base — against
-    40,000 sampled stories (story mode; with a cap of 6 tokens the sampler closes unfinished
-    stories with EOS, which the capped expected counts include)."""
+    40,000 sampled stories (story mode; with a cap of 6 tokens the sampler cuts unfinished
+    stories there: their end-of-text separator is no pair, in the counts or the expectation)."""
     V, n = 12, 40_000
     m = NGramModel(V, EOS, order=2, delta=0.2).fit(TrainingSet.whole(random_d0))
     per_story, length = expected_story_counts(m, cap)
     seqs = m.sample_sequences(n, cap or 400, seed=1, stop_at_eos=True)
-    flat, lens, unfinished = stories_of(seqs, EOS)
-    assert lens.size == n and (unfinished > 0) == (cap is not None)
+    flat, lens, finished = stories_of(seqs, EOS)
+    assert lens.size == n and (not finished.all()) == (cap is not None)
+    if cap is not None:  # exactly the sequences that reached the cap without an end-of-text
+        np.testing.assert_array_equal(~finished, [len(q) == cap and q[-1] != EOS for q in seqs])
     assert lens.mean() == pytest.approx(length, rel=0.02)
     with TokenStoreWriter(tmp_path / "g", vocab_size=V, eos_id=EOS) as w:
-        w.add_flat(flat, lens)
+        w.add_flat(flat, lens, finished)
     counted = NGramModel(V, EOS, order=2, delta=0.2).fit(
         TrainingSet.whole(TokenStore.open(tmp_path / "g"))
     )

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -146,16 +147,40 @@ def test_every_paradigm_composes_its_training_sets(
     assert result.exit_code == 0, result.output
     m3 = json.loads((out / "gen_003/metrics.json").read_text())
     parts = {p["source"]: p for p in m3["composition"]["parts"]}
-    u = json.loads((out / "data/corpus.json").read_text())["d0"]["stories"]
+    u = json.loads((out / "data/corpus.json").read_text())["d0"]["tokens"]
+    longest = {  # a part is its token share to within one story (the longest of its source)
+        p["source"]: int(np.diff(np.load(_store_of(out, p["source"]) / "offsets.npy")).max())
+        for p in parts.values()
+    }
+    comp = m3["composition"]
+    assert comp["unit"] == "tokens" and comp["total_tokens"] == m3["train_tokens"]
+    assert comp["real_token_share"] == pytest.approx(parts["d0"]["tokens"] / comp["total_tokens"])
     if paradigm == "accumulate-subsample":  # k = 0.5, n = 3: D0 1/2, S_1 and S_2 1/4 each
-        assert set(parts) == {"d0", "gen_001", "gen_002"} and m3["composition"]["total"] == u
-        assert (
-            abs(parts["d0"]["count"] - u / 2) <= 1 and abs(parts["gen_001"]["count"] - u / 4) <= 1
-        )
+        assert set(parts) == {"d0", "gen_001", "gen_002"}
+        for source, share in (("d0", 0.5), ("gen_001", 0.25), ("gen_002", 0.25)):
+            assert abs(parts[source]["tokens"] - share * u) <= longest[source] / 2
+        assert abs(comp["total_tokens"] - u) <= sum(longest.values()) / 2
     elif paradigm == "accumulate":
         assert all(p["count"] == p["available"] for p in parts.values()) and len(parts) == 3
+        assert all(p["tokens"] == p["available_tokens"] for p in parts.values())
     else:  # mix λ = 0.25: a quarter D0, the rest S_2
-        assert set(parts) == {"d0", "gen_002"} and abs(parts["d0"]["count"] - u / 4) <= 1
+        assert set(parts) == {"d0", "gen_002"}
+        assert abs(parts["d0"]["tokens"] - u / 4) <= longest["d0"] / 2
+        assert abs(parts["gen_002"]["tokens"] - 3 * u / 4) <= longest["gen_002"] / 2
+    import csv
+
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    row3 = rows[3]
+    assert float(row3["real_token_share"]) == pytest.approx(comp["real_token_share"])
+    for source, part in parts.items():  # stories and tokens of every part
+        assert int(row3[f"train_{source}_stories"]) == part["count"]
+        assert int(row3[f"train_{source}_tokens"]) == part["tokens"]
+    generated = [p for p in parts.values() if p["source"] != "d0"]
+    assert int(row3["train_generated_tokens"]) == sum(p["tokens"] for p in generated)
+
+
+def _store_of(run: Path, source: str) -> Path:
+    return run / "data/d0" if source == "d0" else run / source / "corpus"
 
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path: Path, replace_run: Path) -> None:

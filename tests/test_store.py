@@ -106,7 +106,7 @@ def test_damaged_stores_and_bad_ids_are_refused(tmp_path: Path) -> None:
         TokenStore.open(tmp_path / "s")
     meta = tmp_path / "s" / "meta.json"
     meta.write_text(json.dumps({"format": "something-else", "version": 1}))
-    with pytest.raises(InvalidInput, match="is not a version-1 lmcollapse-token-store"):
+    with pytest.raises(InvalidInput, match="is not a version-2 lmcollapse-token-store"):
         TokenStore.open(tmp_path / "s")
     with (
         pytest.raises(InvalidInput, match="outside the vocabulary"),
@@ -125,10 +125,83 @@ def test_ids_must_be_integers_and_meta_must_be_whole(tmp_path: Path) -> None:
             w.add_flat([1, 2], [3, -1])
         w.add([1, 0])
     (tmp_path / "s" / "meta.json").write_text("[1, 2]")
-    with pytest.raises(InvalidInput, match="is not a version-1"):
+    with pytest.raises(InvalidInput, match="is not a version-2"):
         TokenStore.open(tmp_path / "s")
     (tmp_path / "s" / "meta.json").write_text(
         json.dumps({"format": "lmcollapse-token-store", "version": 1})
     )
     with pytest.raises(InvalidInput, match="is incomplete"):
+        TokenStore.open(tmp_path / "s")
+
+
+def test_unfinished_stories_are_marked_and_kept_through_subsets(tmp_path: Path) -> None:
+    stories = _stories(300, 50, seed=3)
+    cut = {2, 150, 151, 299}  # spread over buffered adds and a flat add
+    with TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0, buffer_tokens=64) as w:
+        for i in range(100):
+            w.add(stories[i], finished=i not in cut)
+        flat = np.concatenate(stories[100:])
+        w.add_flat(flat, [len(x) for x in stories[100:]], [i not in cut for i in range(100, 300)])
+    store = TokenStore.open(tmp_path / "s")
+    assert store.unfinished.tolist() == sorted(cut) and store.meta["unfinished"] == 4
+    np.testing.assert_array_equal(store.finished([2, 3, 151, 299, 0]), [0, 1, 0, 0, 1])
+    assert np.load(tmp_path / "s" / "unfinished.npy").tolist() == sorted(cut)  # plain numpy
+    toks, _, done = next(store.gather_marked([151, 4, 2]))
+    np.testing.assert_array_equal(done, [False, True, False])
+    np.testing.assert_array_equal(toks, np.concatenate([stories[151], stories[4], stories[2]]))
+    sub = write_subset(store, [299, 5, 150], tmp_path / "sub")
+    assert sub.unfinished.tolist() == [0, 2]
+    with TokenStoreWriter(tmp_path / "all", vocab_size=50, eos_id=0) as w:
+        w.add_many(stories[:5])
+    assert TokenStore.open(tmp_path / "all").unfinished.size == 0
+    np.testing.assert_array_equal(TokenStore.open(tmp_path / "all").finished([0, 4]), [1, 1])
+    with (
+        pytest.raises(InvalidInput, match="3 finished flags for 2 stories"),
+        TokenStoreWriter(tmp_path / "bad", vocab_size=50, eos_id=0) as w,
+    ):
+        w.add_flat([1, 0, 2, 0], [2, 2], [True, True, False])
+
+
+def test_version_1_stores_are_read_or_refused_never_misread(tmp_path: Path) -> None:
+    """A store written before unfinished.npy: real text (every story ended) reads as before; a
+    generated corpus whose cut stories were closed with an unmarked end-of-text is refused."""
+
+    def as_version_1(path: Path, provenance: dict) -> TokenStore:
+        meta_path = path / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta.pop("unfinished")
+        meta["version"], meta["provenance"] = 1, provenance
+        meta_path.write_text(json.dumps(meta))
+        (path / "unfinished.npy").unlink()
+        return TokenStore.open(path)
+
+    for name in ("real", "generated", "uncounted", "clean"):
+        with TokenStoreWriter(tmp_path / name, vocab_size=50, eos_id=0) as w:
+            w.add_many(_stories(10, 50))
+    real = as_version_1(tmp_path / "real", {"split": "d0"})
+    assert real.unfinished.size == 0 and real.finished([0, 9]).all()
+    generated = as_version_1(
+        tmp_path / "generated", {"sampling": {}, "batch_counts": {"0": [4, 10, 50, 2]}}
+    )
+    np.testing.assert_array_equal(generated.story(3), real.story(3))  # the tokens still read
+    with pytest.raises(InvalidInput, match=r"older lmcollapse .* generate it again"):
+        generated.finished([0])
+    uncounted = as_version_1(tmp_path / "uncounted", {"sampling": {}})  # no batch counts
+    with pytest.raises(InvalidInput, match="older lmcollapse"):
+        uncounted.finished([0])
+    clean = as_version_1(
+        tmp_path / "clean", {"sampling": {}, "batch_counts": {"0": [4, 10, 50, 0]}}
+    )
+    assert clean.unfinished.size == 0
+
+
+def test_a_damaged_unfinished_index_is_refused(tmp_path: Path) -> None:
+    with TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0) as w:
+        w.add_many(_stories(10, 50))
+        w.add([3, 0], finished=False)
+    np.save(tmp_path / "s" / "unfinished.npy", np.array([10, 10], dtype=np.int64))
+    with pytest.raises(InvalidInput, match=r"unfinished\.npy does not match"):
+        TokenStore.open(tmp_path / "s")
+    np.save(tmp_path / "s" / "unfinished.npy", np.array([3], dtype=np.int64))  # plausible, wrong
+    with pytest.raises(InvalidInput, match=r"unfinished\.npy does not match"):
         TokenStore.open(tmp_path / "s")

@@ -15,6 +15,7 @@ not). Pure numpy, like lmcollapse.theory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,11 +51,21 @@ class _Scaled:
         return _Scaled(v / v.sum(), m + float(np.log(v.sum())))
 
 
+Shares = Sequence[Mapping[int, float] | None]
+
+
 def _estimate(
-    p: NDArray[np.float64], n_i: NDArray[np.float64], paradigm: str, k: float, lam: float
+    p: NDArray[np.float64],
+    n_i: NDArray[np.float64],
+    paradigm: str,
+    k: float,
+    lam: float,
+    shares: Shares | None = None,
 ) -> dict[str, Any]:
     """The estimation in scale-free form: per generation, α_i[n]/b[n] (`a`), log b[n], the
-    direction of y[n] and log y[n]."""
+    direction of y[n] and log y[n]. `shares[n-1]`, when given for n ≥ 2, are the measured token
+    shares of generation n's training set by source (0: D0, j: S_j), used instead of the
+    paradigm's nominal ones: b[n] = w_0 N + Σ_j w_j y[j]."""
     if paradigm not in BRIDGE_PARADIGMS:
         raise InvalidInput(
             f"the theory covers {', '.join(BRIDGE_PARADIGMS)}; a {paradigm!r} run has no "
@@ -71,9 +82,17 @@ def _estimate(
     y_dir = np.zeros((G, V))
     running = _Scaled(np.zeros(V), -np.inf)  # Σ_{j<n} y[j]
     y = truth
+    ys: list[_Scaled] = []  # y[1..n-1], for measured shares
     for n in range(1, G + 1):
+        measured = shares[n - 1] if shares is not None and n - 1 < len(shares) else None
         if n == 1:
             base = truth
+        elif measured:
+            base = _Scaled(np.zeros(V), -np.inf)
+            for src, w in sorted(measured.items()):
+                if src < 0 or src >= n:
+                    raise InvalidInput(f"generation {n} cannot train on generation {src}'s data")
+                base = base.plus(truth if src == 0 else ys[src - 1], 1.0, float(w))
         elif paradigm == "replace":
             base = y
         elif paradigm == "accumulate-subsample":
@@ -87,6 +106,7 @@ def _estimate(
         y = _Scaled(y_vec / y_vec.sum(), base.log + float(np.log(y_vec.sum())))
         log_b[n - 1], log_y[n - 1], y_dir[n - 1] = base.log, y.log, y.vec
         running = running.plus(y)
+        ys.append(y)
     return {"a": a, "log_b": log_b, "log_y": log_y, "y_dir": y_dir, "truth": truth}
 
 
@@ -180,12 +200,14 @@ def bridge(
     *,
     lam: float = 0.5,
     tokens: dict[str, int] | None = None,
+    shares: Shares | None = None,
 ) -> dict[str, Any]:
     """Everything the report shows for one probe: estimated α, y, the limit term, the real-data
-    weight, the closed form rebuilt from α (equal to p̂ by construction), the error trend."""
+    weight, the closed form rebuilt from α (equal to p̂ by construction), the error trend.
+    `shares`: each generation's measured token shares by source (see `_estimate`)."""
     p = np.asarray(p_hat, dtype=np.float64)
     n_i = np.asarray(counts, dtype=np.float64)
-    e = _estimate(p, n_i, paradigm, k, lam)
+    e = _estimate(p, n_i, paradigm, k, lam, shares)
     a, log_b, log_y, y_dir, truth = e["a"], e["log_b"], e["log_y"], e["y_dir"], e["truth"]
     a_tot = a.sum(axis=1)  # α[n] / b[n]
     with np.errstate(divide="ignore"):
@@ -212,6 +234,8 @@ def bridge(
         "alpha_total_log10": _finite(log_alpha / ln10),
         "alpha_cumulative_log10": _finite(cum / ln10),
         "real_data_weight": weight.tolist(),
+        "real_data_share": _real_shares(p.shape[0], paradigm, k, lam, shares),
+        "shares": "measured token shares" if shares and any(shares) else "nominal",
         "rebuild_error": float(np.max(np.abs(y_dir - p / p.sum(axis=1, keepdims=True)))),
         "distance_to_limit": _finite(np.abs(p - limit).sum(axis=1)),
         "distance_to_truth": np.abs(p - truth.vec).sum(axis=1).tolist(),
@@ -227,6 +251,36 @@ def bridge(
             "alpha_relative": a[:, i].tolist(),
         }
     return result
+
+
+def _real_shares(G: int, paradigm: str, k: float, lam: float, shares: Shares | None) -> list[float]:
+    """D0's share of each generation's training set: measured where given, else nominal."""
+    out = theory.real_data_share(G, paradigm, k, lam=lam).tolist()
+    for n in range(2, G + 1):
+        measured = shares[n - 1] if shares is not None and n - 1 < len(shares) else None
+        if measured:
+            out[n - 1] = float(measured.get(0, 0.0))
+    return out
+
+
+def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | None]:
+    """Each generation's token shares by source (0: D0, j: S_j) from its metrics' composition;
+    None where the run did not measure them (an older run) or the model trained on exact
+    expected counts in the nominal shares."""
+    out: list[dict[int, float] | None] = []
+    for m in metrics:
+        comp = m.get("composition") or {}
+        parts = comp.get("parts") or []
+        if "trained_on" in comp or not parts or any("tokens" not in p for p in parts):
+            out.append(None)
+            continue
+        total = sum(p["tokens"] for p in parts)
+        shares: dict[int, float] = {}
+        for p in parts:
+            src = 0 if p["source"] == "d0" else int(str(p["source"]).removeprefix("gen_"))
+            shares[src] = shares.get(src, 0.0) + p["tokens"] / total
+        out.append(shares)
+    return out
 
 
 def from_run(run_dir: str | Any) -> dict[str, Any]:
@@ -270,6 +324,7 @@ def from_run(run_dir: str | Any) -> dict[str, Any]:
         with np.load(layout.distributions(n)) as z:
             for i in range(len(counts)):
                 p_hats[i].append(z[f"p_hat_{i}"])
+    shares = run_shares([json.loads(layout.metrics(n).read_text(encoding="utf-8")) for n in done])
     for i, (probe, c) in enumerate(zip(meta0["probes"], counts, strict=True)):
         entry: dict[str, Any] = {"context": probe["context"], "N_x": int(c.sum())}
         if c.sum() <= 0:
@@ -280,7 +335,7 @@ def from_run(run_dir: str | Any) -> dict[str, Any]:
             pp, cc = np.zeros((p.shape[0], v)), np.zeros(v)
             pp[:, : p.shape[1]], cc[: c.size] = p, c
             tokens = {t: d["id"] for t, d in probe["next"].items()}
-            entry.update(bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens))
+            entry.update(bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares))
         out["probes"].append(entry)
     return out
 

@@ -55,6 +55,10 @@ OUTPUT_INTERVAL = 20.0
 # Keys that may change between invocations of the same run: its length, where it is, the device.
 RESUMABLE_KEYS = {"run.generations", "run.out", "run.device"}
 
+# 2: generated corpora mark their unfinished stories, and paradigm.unit exists (tokens by
+# default); a run of version 1 is read but not continued.
+RUN_VERSION = 2
+
 
 def default_out(preset: str | None) -> Path:
     """runs/<preset> (runs/experiment without a preset)."""
@@ -121,6 +125,15 @@ def _start_or_resume(
             raise InvalidInput(
                 f"{root} already holds a run: use another --out, or --resume auto to continue it"
             )
+        if manifest.get("version", 1) < RUN_VERSION:
+            if manifest.get("generations"):
+                raise InvalidInput(
+                    f"{root} was made by lmcollapse {manifest.get('lmcollapse_version', '0.1')},"
+                    " whose generated corpora do not mark cut stories and whose shares count "
+                    "stories: continuing it would mix two procedures, so start it again with "
+                    "another --out (status, report, probe and theory --from-run still read it)"
+                )
+            manifest["version"] = RUN_VERSION  # nothing generated yet: it continues as a new run
         stored = from_yaml(
             ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
         )
@@ -140,7 +153,7 @@ def _start_or_resume(
 
     return {
         "format": RUN_FORMAT,
-        "version": 1,
+        "version": RUN_VERSION,
         "lmcollapse_version": __version__,
         "created": _now(),
         "status": "running",
@@ -186,6 +199,7 @@ class _Context:
     state: Any  # accelerate PartialState
     progress: bool
     truths: list[Any] | None = None  # one ContinuationCounter per probe (main process)
+    evaluation: Any = None  # the TokenStore perplexity is measured on (main process)
     reference: Any = None  # evaluate.corpus.Reference (main process)
     outputs_at: float = -math.inf  # time.monotonic() of the last metrics.csv/figures/report
     outputs_cost: float = 0.0  # seconds the last write took
@@ -268,7 +282,13 @@ def _say(message: str, progress: bool = True) -> None:
 def _run_locked(
     cfg: ExperimentConfig, layout: RunLayout, manifest: dict[str, Any], state: Any, progress: bool
 ) -> Path:
-    from lmcollapse.data.prepare import open_prepared, prepare
+    from lmcollapse.data.prepare import (
+        check_evaluation_source,
+        evaluation_ready,
+        open_prepared,
+        prepare,
+        prepare_evaluation,
+    )
 
     main = state.is_main_process
     if main:
@@ -278,9 +298,21 @@ def _run_locked(
             f"seed {cfg.run.seed})",
             progress,
         )
+        e = cfg.evaluation
+        external = e.source != "holdout"
+        eval_args = (e.source, e.split, _eval_column(cfg), e.max_stories)
+        if external and not evaluation_ready(*eval_args, layout.data / "eval"):
+            check_evaluation_source(*eval_args)  # its errors before the (long) data preparation
         corpus = prepare(
             cfg.data, layout.data, log=lambda m: _say(m, progress)
         )  # validates the data
+        evaluation = (
+            prepare_evaluation(
+                *eval_args, corpus.tokenizer, layout.data / "eval", log=lambda m: _say(m, progress)
+            )
+            if external
+            else corpus.holdout
+        )
         if cfg.model.family == "ngram":  # the model's own limits, before anything is recorded
             from lmcollapse.models import build_model
 
@@ -294,6 +326,8 @@ def _run_locked(
     if not main:
         corpus = open_prepared(layout.data)
     ctx = _Context(cfg, layout, manifest, corpus, state, progress and main)
+    if main:
+        ctx.evaluation = evaluation
     try:
         if main:
             _reference_row(ctx)
@@ -335,7 +369,7 @@ def _bar(total: int, initial: int, enabled: bool) -> Any:
 
 def _reference_row(ctx: _Context) -> None:
     """Generation 0: D0's probe truth and corpus statistics (recomputed if missing)."""
-    from lmcollapse.data.stats import count_continuations
+    from lmcollapse.data.stats import count_store_continuations
     from lmcollapse.evaluate.corpus import reference
 
     cfg, layout, corpus = ctx.cfg, ctx.layout, ctx.corpus
@@ -346,7 +380,7 @@ def _reference_row(ctx: _Context) -> None:
         ids = tok.encode(p.context)
         if not ids:
             raise InvalidInput(f"probe context {p.context!r} encodes to no token")
-        counter = count_continuations(corpus.d0.iter_chunks(), ids, tok.vocab_size)
+        counter = count_store_continuations(corpus.d0, ids, tok.vocab_size)
         ctx.truths.append(counter)
         from lmcollapse.data.tokenizer import single_token
 
@@ -399,6 +433,25 @@ def _reference_row(ctx: _Context) -> None:
     )
 
 
+def _eval_set(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What metrics.json says about the set perplexity was measured on."""
+    from lmcollapse.data import sources
+
+    e = cfg.evaluation
+    if e.source == "holdout":
+        return {"source": "holdout", "split": None, "what": "D0's held-out split"}
+    spec = sources.SourceSpec(e.source, e.split, _eval_column(cfg), e.max_stories)
+    return {
+        "source": e.source,
+        "split": e.split,
+        "what": f"{sources.describe(spec)}, tokenized with the run's tokenizer",
+    }
+
+
+def _eval_column(cfg: ExperimentConfig) -> str:
+    return cfg.evaluation.text_column or cfg.data.text_column
+
+
 def _stats_tokens(cfg: ExperimentConfig, corpus: Any) -> int:
     """Tokens sampled for corpus statistics: a fixed budget, at most D0's size."""
     return int(min(cfg.evaluation.stats_tokens, corpus.d0.num_tokens))
@@ -408,7 +461,7 @@ def _generation(ctx: _Context, n: int) -> None:
     import torch
 
     from lmcollapse.data.packing import TrainingSet
-    from lmcollapse.data.paradigms import composition, sample_indices
+    from lmcollapse.data.paradigms import D0, compose, generated
     from lmcollapse.data.store import TokenStore
     from lmcollapse.models import build_model, describe
     from lmcollapse.runtime import seed_everything
@@ -426,24 +479,23 @@ def _generation(ctx: _Context, n: int) -> None:
     ctx.save_manifest()
     _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
 
-    # What generation n trains on.
-    accumulating = cfg.paradigm.name in ACCUMULATING
+    # What generation n trains on: the paradigm's shares of |D0| (tokens or stories).
+    par = cfg.paradigm
+    accumulating = par.name in ACCUMULATING
     needed = range(1, n) if accumulating else range(max(1, n - 1), n)  # what the paradigm reads
-    generated = {j: TokenStore.open(layout.corpus(j)) for j in needed}
-    comp = composition(
-        cfg.paradigm.name,
+    sources = {D0: corpus.d0} | {generated(j): TokenStore.open(layout.corpus(j)) for j in needed}
+    comp, chosen = compose(
+        par.name,
         n,
-        corpus.d0.num_stories,
-        {j: s.num_stories for j, s in generated.items()},
-        k=cfg.paradigm.k,
-        lam=cfg.paradigm.lam,
+        sources,
+        unit=par.unit,
+        seed=seed_for(cfg.run.seed, n, "composition"),
+        k=par.k,
+        lam=par.lam,
     )
-    chosen = sample_indices(comp, seed_for(cfg.run.seed, n, "composition"))
-    stores = [
-        corpus.d0 if p.source == "d0" else generated[int(p.source.removeprefix("gen_"))]
-        for p in comp.parts
-    ]
-    data = TrainingSet(stores, [chosen[p.source] for p in comp.parts])
+    data = TrainingSet(
+        [sources[p.source] for p in comp.parts], [chosen[p.source] for p in comp.parts]
+    )
 
     # Train a fresh model.
     t0 = time.perf_counter()
@@ -478,12 +530,11 @@ def _generation(ctx: _Context, n: int) -> None:
     model.eval()
     s = cfg.sampling
     scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
-    size: dict[str, int | None] = {
-        "num_sequences": None,
-        "min_stories": None,
-    }  # k·|D0| per generation
+    size: dict[str, int] = {}  # k·|D0| per generation, in the paradigm's unit
     if s.num_sequences is not None:
         size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))
+    elif cfg.paradigm.unit == "tokens":
+        size["min_tokens"] = max(1, math.ceil(scale * corpus.d0.num_tokens))
     else:
         size["min_stories"] = max(1, math.ceil(scale * corpus.d0.num_stories))
     params = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
@@ -586,10 +637,16 @@ def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
     else:
         ngram.from_table(model, _expected_training_table(ctx, n))
     if mode != "off":
-        scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
         cap = cfg.sampling.length if cfg.sampling.mode == "story" else None  # story mode: exact
-        full = ngram.generated_counts(
-            model, mode, scale * (ctx.corpus.d0.num_stories if mode == "chain" else 1.0), cap
+        d0 = ctx.corpus.d0
+        full = ngram.expected_corpus(
+            model,
+            mode,
+            cfg.paradigm.name,
+            cfg.paradigm.k,
+            d0.num_stories,
+            d0.num_tokens if cfg.paradigm.unit == "tokens" else None,
+            cap,
         )
         if n == 1:  # D0's counts are stored once, with generation 1's
             cumulative, d0 = full, ngram.table_of(model)
@@ -675,10 +732,11 @@ def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, An
     context = min(e.context_length, model.shape.max_positions)
     ppl = perplexity(
         model,
-        corpus.holdout,
+        ctx.evaluation,
         context=context,
         stride=e.perplexity_stride,
         max_stories=e.max_stories,
+        first_token=e.score_first_token,
     )
     from lmcollapse.evaluate.probes import next_token_distribution
 
@@ -701,6 +759,7 @@ def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, An
         "loss": ppl["loss"],
         "eval_tokens": ppl["tokens"],
         "eval_stories": ppl["stories"],
+        "eval_set": _eval_set(cfg),
         "probes": probes,
         "corpus": stats,
     }
@@ -713,11 +772,12 @@ def _samples_text(store: Any, tok: Any, count: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(store.num_stories, size=min(count, store.num_stories), replace=False))
     parts = []
-    for i in idx:
+    for i, done in zip(idx, store.finished(idx), strict=True):
         ids = store.story(int(i)).tolist()
         ended = bool(ids) and ids[-1] == tok.eos_id
         text = tok.decode(ids[:-1] if ended else ids).strip()
-        parts.append(f"--- story {int(i)} ---\n{text}\n")
+        mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
+        parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
     return "\n".join(parts)
 
 
@@ -768,6 +828,7 @@ def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"corpus_{key}"] = value
         row["train_stories"] = m.get("train_stories")
         row["train_tokens"] = m.get("train_tokens")
+        row.update(_composition_columns(m.get("composition") or {}))
         if "train" in m:
             row["train_final_loss"] = m["train"]["losses"][-1] if m["train"]["losses"] else None
             row["train_tokens_per_s"] = m["train"]["tokens_per_s"]
@@ -775,6 +836,25 @@ def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"seconds_{phase}"] = seconds
         rows.append(row)
     return rows
+
+
+def _composition_columns(comp: dict[str, Any]) -> dict[str, Any]:
+    """metrics.csv's view of a training set: the real-data shares, stories and tokens of every
+    part (train_<source>_*) and of all generated parts together. Empty for a model that trained
+    on expected counts, not on the drawn stories, and for generation 0."""
+    if not comp.get("parts") or "trained_on" in comp:
+        return {}
+    row: dict[str, Any] = {
+        "real_token_share": comp.get("real_token_share"),
+        "real_story_share": comp.get("real_story_share"),
+    }
+    generated = [p for p in comp["parts"] if p["source"] != "d0"]
+    for name, parts in [(p["source"], [p]) for p in comp["parts"]] + [("generated", generated)]:
+        row[f"train_{name}_stories"] = sum(p["count"] for p in parts)
+        row[f"train_{name}_tokens"] = (
+            sum(p["tokens"] for p in parts) if all("tokens" in p for p in parts) else None
+        )
+    return row
 
 
 def _write_outputs(ctx: _Context) -> None:
@@ -861,12 +941,16 @@ def collapse_summary(run_dir: str | Path, factor: float = 2.0) -> dict[str, Any]
 
 
 def run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a run was made with."""
+    """The resolved config a run was made with (a run of format 1 counted its shares in
+    stories, whatever today's default unit is)."""
+    import dataclasses
+
     layout = RunLayout(Path(run_dir))
-    read_manifest(layout)
-    return from_yaml(
-        ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
-    )
+    manifest = read_manifest(layout)
+    cfg = from_yaml(ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config))
+    if manifest.get("version", 1) < RUN_VERSION:
+        cfg = dataclasses.replace(cfg, paradigm=dataclasses.replace(cfg.paradigm, unit="stories"))
+    return cfg
 
 
 __all__ = [

@@ -9,9 +9,11 @@ exactly as Algorithm 1's queue: with absolute position embeddings that means a f
 of the window per token, which this code does (no approximation).
 
 Modes: `stream` — a sequence runs on across end-of-text for L tokens, and is cut into stories at
-its end-of-text tokens when stored (the last, unfinished story gets an end-of-text: in the paper's
-concatenated corpus the next sequence's start token follows it); `story` — each sequence stops at
-its first end-of-text (or after L tokens, then ended the same way).
+its end-of-text tokens when stored; `story` — each sequence stops at its first end-of-text (or
+after L tokens). A story that did not end by itself (the last one of a stream sequence, a story
+at the length cap) is stored with an end-of-text as its separator and marked unfinished in the
+token store: that end-of-text is the model's context boundary, never a training target, so no
+generation learns that stories stop where the sampler cut them (README: Fidelity).
 
 Draws are exact: probabilities in float32, the cumulative sums in float64 over blocks of the
 vocabulary, so a token of probability 1e-9 is drawn at its rate. Batch b draws from a generator
@@ -176,30 +178,33 @@ def sample_batch(
 
 def to_stories(tokens: np.ndarray, eos_id: int) -> list[np.ndarray]:
     """Cut one generated sequence at its end-of-text tokens (each story keeps its own); an
-    unfinished last story is closed with end-of-text, the separator that follows it in the
-    paper's concatenated corpus."""
+    unfinished last story gets an end-of-text as its separator (`stories_of` says which)."""
     flat, lens, _ = stories_of([tokens], eos_id)
     return np.split(flat, np.cumsum(lens)[:-1]) if lens.size else []
 
 
-def stories_of(seqs: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray, int]:
+def stories_of(seqs: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every sequence of a batch cut into stories at once, as `to_stories` cuts one:
-    (concatenated stories, their lengths, how many sequences ended unfinished and were closed
-    with end-of-text)."""
-    parts, unfinished = [], 0
+    (concatenated stories, their lengths, whether each ended by itself). A sequence that ran
+    out of length before its end-of-text gives an unfinished last story, closed with an
+    end-of-text separator that the model did not write."""
+    parts, done = [], []
     for q in seqs:
         if len(q) == 0:
-            unfinished += 1
             continue
         parts.append(q)
+        ends = int(np.count_nonzero(q == eos_id))
+        done.append(np.ones(ends, dtype=bool))
         if q[-1] != eos_id:
-            unfinished += 1
             parts.append(np.array([eos_id], dtype=q.dtype))
+            done.append(np.zeros(1, dtype=bool))
     if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), unfinished
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=bool)
     flat = np.concatenate(parts)
     ends = np.flatnonzero(flat == eos_id)
-    return flat, np.diff(np.concatenate([[-1], ends])).astype(np.int64), unfinished
+    lens = np.diff(np.concatenate([[-1], ends])).astype(np.int64)
+    return flat, lens, np.concatenate(done)
 
 
 @dataclass
@@ -229,6 +234,7 @@ def generate_corpus(
     seed: int,
     num_sequences: int | None = None,
     min_stories: int | None = None,
+    min_tokens: int | None = None,
     mode: str = "stream",
     params: SamplingParams = SamplingParams(),
     provenance: dict[str, Any] | None = None,
@@ -236,21 +242,24 @@ def generate_corpus(
 ) -> SampleResult:
     """Generate a corpus into a token store at `out` (one stored unit per story).
 
-    Either `num_sequences` sequences, or — with `min_stories` — whole batches until the corpus
-    holds at least that many stories (every sequence gives at least one, so this ends). The
-    corpus is the same whatever the number of processes: batch b is seeded by (seed, b), and with
-    a story target the cut is made after the first batch, in batch order, that reaches it.
+    One target: `num_sequences` sequences; or — with `min_stories` — whole batches until the
+    corpus holds at least that many stories (every sequence gives at least one, so this ends);
+    or — with `min_tokens` — batches until it holds that many stored tokens, cut after the story
+    that reaches it (so the corpus overshoots by less than one story). The corpus is the same
+    whatever the number of processes: batch b is seeded by (seed, b), and with a story or token
+    target the cut is made in batch order.
     """
     from lmcollapse.runtime import num_processes, process_index, progress_bar
 
-    if (num_sequences is None) == (min_stories is None):
-        raise InvalidInput("give exactly one of num_sequences and min_stories")
+    if sum(x is not None for x in (num_sequences, min_stories, min_tokens)) != 1:
+        raise InvalidInput("give exactly one of num_sequences, min_stories and min_tokens")
     if (
         (num_sequences is not None and num_sequences < 1)
         or batch_size < 1
         or (min_stories or 1) < 1
+        or (min_tokens or 1) < 1
     ):
-        raise InvalidInput("num_sequences, min_stories and batch_size must be >= 1")
+        raise InvalidInput("num_sequences, min_stories, min_tokens and batch_size must be >= 1")
     if mode not in ("stream", "story"):
         raise InvalidInput(f"sampling mode must be stream or story, got {mode!r}")
     if model.shape.vocab_size > vocab_size:
@@ -260,6 +269,7 @@ def generate_corpus(
         )
     rank, world = process_index(), num_processes()
     target = Path(out) if world == 1 else Path(f"{out}.shard{rank}")
+    goal = _Goal.of(min_stories, min_tokens)
     prov = {
         **(provenance or {}),
         "sampling": {
@@ -273,6 +283,7 @@ def generate_corpus(
             "batch_size": batch_size,
             "num_sequences": num_sequences,
             "min_stories": min_stories,
+            "min_tokens": min_tokens,
         },
     }
     stats = SampleResult(0, 0, 0, 0, 0.0)
@@ -284,8 +295,10 @@ def generate_corpus(
     t0 = time.perf_counter()
     total = num_sequences if num_sequences is not None else None
     bar = progress_bar(total, "sample", "seq" if total else "story", progress and rank == 0)
-    per_batch: dict[str, list[int]] = {}  # batch -> [sequences, stories, tokens, unfinished]
-    last = None  # with a story target: the last batch of the corpus, once known
+    # batch -> [sequences, stories, generated tokens, unfinished stories] (what the store keeps)
+    per_batch: dict[str, list[int]] = {}
+    last = None  # with a story or token target: the last batch of the corpus, once known
+    have = 0  # one process: stored units so far (a token target trims the batch that reaches it)
     with TokenStoreWriter(
         target, vocab_size=vocab_size, eos_id=eos_id, provenance=prov, overwrite=True
     ) as w:
@@ -308,22 +321,24 @@ def generate_corpus(
                     params=params,
                     stop_at_eos=mode == "story",
                 )
-                flat, lens, unfinished = stories_of(seqs, eos_id)
-                w.add_flat(flat, lens)
-                counts = [rows, int(lens.size), sum(len(q) for q in seqs), unfinished]
-                per_batch[str(b)] = counts
-                bar.update(rows if total else counts[1])
+                flat, lens, done = stories_of(seqs, eos_id)
+                if world == 1 and goal is not None:
+                    flat, lens, done = goal.trim(flat, lens, done, have)
+                    have += goal.units(lens)
+                w.add_flat(flat, lens, done)
+                per_batch[str(b)] = _batch_counts(rows, lens, done)
+                bar.update(rows if total else int(lens.size))
             if num_sequences is not None:
                 if (round_ + 1) * world * batch_size >= num_sequences:
                     break
                 continue
-            last = _story_target_reached(per_batch, round_, world, min_stories)
+            last = _target_reached(per_batch, round_, world, goal)
             if last is not None:
                 break
         w.provenance["batch_counts"] = per_batch
     bar.close()
     if world > 1:
-        _join_shards(Path(out), world, device, last)
+        _join_shards(Path(out), world, device, last, goal)
     kept = TokenStore.open(out).meta["provenance"]["batch_counts"].values()  # after the join
     stats.sequences, stats.stories, stats.tokens, stats.unfinished = (
         sum(c[i] for c in kept) for i in range(4)
@@ -332,13 +347,53 @@ def generate_corpus(
     return stats
 
 
-def _story_target_reached(
-    per_batch: dict[str, list[int]], round_: int, world: int, min_stories: int | None
+def _batch_counts(rows: int, lens: np.ndarray, done: np.ndarray) -> list[int]:
+    """[sequences, stories, generated tokens, unfinished stories] of a stored batch (a separator
+    after an unfinished story is stored but was not generated)."""
+    cut = int((~done).sum())
+    return [rows, int(lens.size), int(lens.sum()) - cut, cut]
+
+
+@dataclass(frozen=True)
+class _Goal:
+    """A story or token target for a generated corpus (`tokens`: stored tokens, separators
+    included, as a training set counts them)."""
+
+    unit: str
+    amount: int
+
+    @classmethod
+    def of(cls, min_stories: int | None, min_tokens: int | None) -> _Goal | None:
+        if min_stories is not None:
+            return cls("stories", min_stories)
+        return cls("tokens", min_tokens) if min_tokens is not None else None
+
+    def units(self, lens: np.ndarray) -> int:
+        return int(lens.size) if self.unit == "stories" else int(lens.sum())
+
+    def batch_units(self, counts: list[int]) -> int:
+        """The units of a batch from its counts (stored tokens = generated + separators)."""
+        return counts[1] if self.unit == "stories" else counts[2] + counts[3]
+
+    def trim(
+        self, flat: np.ndarray, lens: np.ndarray, done: np.ndarray, have: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A token target keeps a batch's stories up to the one that reaches it; a story target
+        keeps whole batches."""
+        if self.unit == "stories" or have + int(lens.sum()) <= self.amount:
+            return flat, lens, done
+        keep = int(np.searchsorted(have + np.cumsum(lens), self.amount)) + 1
+        return flat[: int(lens[:keep].sum())], lens[:keep], done[:keep]
+
+
+def _target_reached(
+    per_batch: dict[str, list[int]], round_: int, world: int, goal: _Goal | None
 ) -> int | None:
-    """With a story target: the batch (in batch order) where the corpus reaches it, or None."""
+    """With a story or token target: the batch (in batch order) where the corpus reaches it."""
     from lmcollapse.runtime import all_gather_object
 
-    counts = {int(b): c[1] for b, c in per_batch.items()}
+    assert goal is not None
+    counts = {int(b): goal.batch_units(c) for b, c in per_batch.items()}
     if world > 1:
         merged: dict[int, int] = {}
         for part in all_gather_object(counts):
@@ -347,7 +402,7 @@ def _story_target_reached(
     cumulative = 0
     for b in range((round_ + 1) * world):
         cumulative += counts.get(b, 0)
-        if cumulative >= (min_stories or 0):
+        if cumulative >= goal.amount:
             return b
     return None
 
@@ -356,9 +411,12 @@ def _batch_seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch, 0x5A3]).generate_state(1)[0])
 
 
-def _join_shards(out: Path, world: int, device: torch.device, last: int | None) -> None:
+def _join_shards(
+    out: Path, world: int, device: torch.device, last: int | None, goal: _Goal | None
+) -> None:
     """Process 0 writes the shards' stories into `out` in batch order (up to batch `last` when a
-    story target cut the corpus there); the others wait."""
+    story or token target cut the corpus there; a token target trims that batch); the others
+    wait."""
     from lmcollapse.runtime import distributed_state
 
     state = distributed_state(device)
@@ -368,23 +426,32 @@ def _join_shards(out: Path, world: int, device: torch.device, last: int | None) 
         counts = {
             int(b): c for sh in shards for b, c in sh.meta["provenance"]["batch_counts"].items()
         }
-        kept = {str(b): c for b, c in sorted(counts.items()) if last is None or b <= last}
+        batches = [b for b in sorted(counts) if last is None or b <= last]
         meta = shards[0].meta
-        prov = {**meta["provenance"], "shards": world, "batch_counts": kept}
+        kept: dict[str, list[int]] = {}
         with TokenStoreWriter(
             out,
             vocab_size=meta["vocab_size"],
             eos_id=meta["eos_id"],
-            provenance=prov,
+            provenance={**meta["provenance"], "shards": world},
             overwrite=True,
         ) as w:
             cursors = [0] * world
-            for b in sorted(int(k) for k in kept):
+            have = 0
+            for b in batches:
                 r = b % world  # a shard holds its batches in order: read on from its cursor
                 n_stories = counts[b][1]
-                for toks, lens in shards[r].gather(np.arange(cursors[r], cursors[r] + n_stories)):
-                    w.add_flat(toks, lens)
+                parts = list(shards[r].gather_marked(np.arange(cursors[r], cursors[r] + n_stories)))
                 cursors[r] += n_stories
+                flat = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+                lens = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+                done = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, bool)
+                if goal is not None:
+                    flat, lens, done = goal.trim(flat, lens, done, have)
+                    have += goal.units(lens)
+                w.add_flat(flat, lens, done)
+                kept[str(b)] = _batch_counts(counts[b][0], lens, done)
+            w.provenance["batch_counts"] = kept
         for r in range(world):
             shutil.rmtree(f"{out}.shard{r}", ignore_errors=True)
     state.wait_for_everyone()

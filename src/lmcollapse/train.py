@@ -6,8 +6,9 @@ AdamW (lr 5e-4, betas (0.9, 0.95), weight decay 0.1 on weights but not on biases
 as the Hugging Face Trainer does), a constant learning rate by default, an effective batch of
 `batch_size` sequences reached by gradient accumulation over micro-batches on every process,
 stories packed into blocks of `context_length` tokens with the end-of-text token trained as a
-target. fp16 autocast with a gradient scaler on CUDA, fp32 on CPU. Epochs are fixed, or (early
-stopping) chosen on the held-out split and returned so later generations reuse them.
+target (except the separator after an unfinished generated story, which is no target). fp16
+autocast with a gradient scaler on CUDA, fp32 on CPU. Epochs are fixed, or (early stopping)
+chosen on the held-out split and returned so later generations reuse them.
 
 The same function runs unchanged under `accelerate launch --num_processes N`: accelerate wraps
 the model in DistributedDataParallel and shards the blocks; process 0 reports progress.
@@ -49,16 +50,19 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, everything: bool = False
+) -> list[dict[str, Any]]:
     """Weight decay on matrices and embeddings; none on biases and normalisation weights
-    (LayerNorm, RMSNorm, ...: the Hugging Face Trainer's rule)."""
+    (LayerNorm, RMSNorm, ...: the Hugging Face Trainer's rule) — or, with `everything`, on all
+    parameters (Algorithm 1 read literally)."""
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            if name == "bias" or "norm" in type(module).__name__.lower():
+            if not everything and (name == "bias" or "norm" in type(module).__name__.lower()):
                 no_decay.append(p)
             else:
                 decay.append(p)
@@ -132,7 +136,7 @@ def train(
         # Whole optimizer steps only: every step averages exactly batch_size blocks, split evenly
         # over the processes (the leftover blocks, fewer than one batch, wait for the next epoch's
         # shuffle). A partial step would weigh its blocks differently.
-        blocks = data.blocks(cfg.context_length, seed=seed + epoch)
+        blocks = data.blocks(cfg.context_length, seed=seed + epoch, eos_targets=cfg.eos_target)
         usable = len(blocks) // cfg.batch_size * cfg.batch_size
         if usable == 0:
             raise InvalidInput(
@@ -146,7 +150,10 @@ def train(
     steps_per_epoch = len(first) // cfg.batch_size
     total_steps = steps_per_epoch * n_epochs  # the schedule's horizon (max_steps only stops early)
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.betas, foreach=True
+        param_groups(model, cfg.weight_decay, cfg.decay_norms_and_biases),
+        lr=cfg.learning_rate,
+        betas=cfg.betas,
+        foreach=True,
     )
     # Stepped here once per optimizer step (accelerate would step a prepared scheduler once per
     # process per step, running the schedule `processes` times too fast).
@@ -167,7 +174,7 @@ def train(
         count = 0
         for batch in loader:
             with acc.accumulate(model):
-                loss = model(batch[:, :-1], batch[:, 1:])
+                loss = model(batch[:, 0], batch[:, 1])  # inputs, targets (IGNORE: none)
                 acc.backward(loss)
                 if cfg.grad_clip is not None and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -175,7 +182,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach().cpu()
             count += 1
-            result.tokens += batch[:, 1:].numel() * world
+            result.tokens += batch[:, 1].numel() * world
             if acc.sync_gradients:
                 scheduler.step()
                 result.steps += 1

@@ -142,7 +142,7 @@ def stats_cmd(
                 f"{source} is a prepared corpus with its own tokenizer: leave out --tokenizer"
             )
         prepared = open_prepared(source)
-        tok, chunks, where = prepared.tokenizer, prepared.d0.iter_chunks(), f"{source}/d0"
+        tok, chunks, where = prepared.tokenizer, prepared.d0, f"{source}/d0"
     else:
         if tokenizer is None:
             raise InvalidInput("--tokenizer is needed for a token store or a text source")
@@ -154,7 +154,7 @@ def stats_cmd(
                 raise InvalidInput(
                     f"{source} was built with another tokenizer: use the one it was built with"
                 )
-            chunks, where = store.iter_chunks(), source
+            chunks, where = store, source
         else:
             chunks, where = (
                 _encoded_chunks(tok, source, num_stories, text_column, split, seed),
@@ -163,7 +163,11 @@ def stats_cmd(
     ids = tok.encode(context)
     for text in next_:  # fail on a bad --next before counting a large corpus
         single_token(tok, text, "next token")
-    counter = stats.count_continuations(chunks, ids, tok.vocab_size)
+    counter = (
+        stats.count_store_continuations(chunks, ids, tok.vocab_size)
+        if isinstance(chunks, TokenStore)
+        else stats.count_continuations(chunks, ids, tok.vocab_size)
+    )
     result = stats.context_stats(counter, tok, context, list(next_), top)
     result["data"] = where
     if as_json:

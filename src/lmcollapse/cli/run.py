@@ -190,7 +190,7 @@ def probe_run(run_dir: Path, context: str, next_texts: list[str], top: int) -> d
     """The probe of every finished generation of a run (what `lmcollapse probe` prints)."""
     from lmcollapse.artifacts import RunLayout
     from lmcollapse.data.prepare import open_prepared
-    from lmcollapse.data.stats import count_continuations
+    from lmcollapse.data.stats import count_store_continuations
     from lmcollapse.data.tokenizer import single_token
     from lmcollapse.evaluate.probes import probe
     from lmcollapse.models import load_model
@@ -209,7 +209,7 @@ def probe_run(run_dir: Path, context: str, next_texts: list[str], top: int) -> d
     for v in next_texts:
         single_token(tok, v, "next token")
     ids = tok.encode(context)
-    truth = count_continuations(corpus.d0.iter_chunks(), ids, tok.vocab_size)
+    truth = count_store_continuations(corpus.d0, ids, tok.vocab_size)
     out: dict[str, Any] = {
         "run": str(run_dir),
         "context": context,
@@ -278,18 +278,16 @@ def sample_cmd(
         params=SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p),
         stop_at_eos=True,
     )
+    finished = [bool(len(r)) and int(r[-1]) == tok.eos_id for r in rows]
     stories = [
-        tok.decode(r[:-1].tolist() if len(r) and r[-1] == tok.eos_id else r.tolist()).strip()
-        for r in rows
+        tok.decode(r[:-1].tolist() if done else r.tolist()).strip()
+        for r, done in zip(rows, finished, strict=True)
     ]
     if as_json:
-        click.echo(
-            json.dumps(
-                {"run": str(run_dir), "generation": generation, "seed": seed, "stories": stories},
-                indent=1,
-                ensure_ascii=False,
-            )
-        )
+        out = {"run": str(run_dir), "generation": generation, "seed": seed, "stories": stories}
+        click.echo(json.dumps(out | {"finished": finished}, indent=1, ensure_ascii=False))
         return
-    for i, text in enumerate(stories):
-        click.echo(f"--- generation {generation}, story {i + 1} ---\n{text}\n")
+    for i, (text, done) in enumerate(zip(stories, finished, strict=True)):
+        mark = "" if done else " (unfinished: no end-of-text within --length)"
+        tail = "" if done else " …"
+        click.echo(f"--- generation {generation}, story {i + 1}{mark} ---\n{text}{tail}\n")

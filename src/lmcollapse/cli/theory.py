@@ -202,6 +202,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
                 "alpha_total_log10": p["alpha_total_log10"][g],
                 "alpha_relative": p["trend"]["relative"][g],
                 "real_data_weight": p["real_data_weight"][g],
+                "real_data_share": p["real_data_share"][g],
                 "distance_to_limit": p["distance_to_limit"][g],
                 "distance_to_truth": p["distance_to_truth"][g],
             }
@@ -256,7 +257,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
         click.echo(
             f"• x = {p['context']!r} (N_x = {p['N_x']:,.0f}): {toks}; real-data weight "
             f"N_x/y = {p['real_data_weight'][-1]:.3g}; Σα = 10^{total}; "
-            f"the errors are {p['trend']['verdict']}"
+            f"the errors are {p['trend']['verdict']} ({p['shares']} of the training sets)"
         )
     click.echo(
         f"wrote {target}/: bridge.json, bridge.csv" + (", figures/theory.png" if figures else "")

@@ -186,6 +186,11 @@ class ParadigmConfig:
     """Accumulation rate k > 0: each generation adds k·|D0| generated data to the corpus."""
     lam: float = 0.5
     """Mix(λ): the share of every training set drawn from D0, in [0, 1) (λ = 0 is Replace)."""
+    unit: Literal["tokens", "stories"] = "tokens"
+    """What shares and sizes count: `tokens` (the paper's count form and fixed budget: generation
+    n trains on |D0| tokens, D0's share 1/(1+(n-1)k) of them, and S_j holds k·|D0| tokens when
+    sampling.num_sequences is null) or `stories` (story counts, as before version 0.2: the token
+    shares then drift with the generated story length)."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
@@ -203,7 +208,15 @@ class TrainingConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     """AdamW (beta1, beta2)."""
     weight_decay: float = 0.1
-    """AdamW decoupled weight decay."""
+    """AdamW decoupled weight decay, on weight matrices and embeddings (the Hugging Face
+    Trainer's split)."""
+    decay_norms_and_biases: bool = False
+    """Also decay biases and LayerNorm weights: Algorithm 1 read literally (AdamW over all of
+    m'.parameters with weight decay 0.1) instead of the Trainer's split."""
+    eos_target: bool = True
+    """Train the end-of-text a story ends with as a target, so models learn to stop. false: no
+    end-of-text is a target — the pad = eos collator of some published code, whose models never
+    stop (for measuring that pitfall). A cut story's separator is never a target either way."""
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     """Learning-rate schedule after warmup (the paper keeps it constant)."""
     warmup_steps: int = 0
@@ -318,6 +331,16 @@ class EvaluationConfig:
 
     probes: tuple[ProbeConfig, ...] = (ProbeConfig(),)
     """Next-token probes; the default is the paper's x = " there", v ∈ {" was", " were"}."""
+    source: str = "holdout"
+    """Where held-out perplexity is measured: `holdout` (D0's held-out split), or a real text
+    source like data.source — a hub dataset such as roneneldan/TinyStories (Figure 3 uses its
+    validation split), a local file or directory, or a token store made with the run's
+    tokenizer — tokenized once with the run's tokenizer into the run's data/eval/ and streamed.
+    Early stopping always uses the holdout, and the probe truth is always D0's counts."""
+    split: str = "validation"
+    """Split of a hub or save_to_disk evaluation source."""
+    text_column: str | None = None
+    """Column (or JSON field) holding the evaluation source's text (null: data.text_column)."""
     context_length: int = 512
     """A held-out token's context is at most this many previous tokens of its story (C.3)."""
     perplexity_stride: int | None = None
@@ -327,6 +350,10 @@ class EvaluationConfig:
     """Evaluate perplexity on at most this many held-out stories (null: all)."""
     num_samples: int = 5
     """Generated stories kept per generation as samples (Table 1)."""
+    score_first_token: bool = True
+    """Score every story's first token, predicted from the end-of-text start token (bos = eos,
+    as generation starts). false: C.3 read literally — a first token has no context, so only
+    tokens 2..m are scored (what a per-story loss without a start token computes)."""
     stats_tokens: int = 1_000_000
     """Tokens sampled (whole stories, by seed) from every corpus for its statistics (distinct-n,
     entropy, tail, KL): the same budget for D0 and each S_n, so they compare like with like."""
@@ -341,6 +368,14 @@ class EvaluationConfig:
             "num_samples", self.num_samples, 0
         )
         out += _at_least("stats_tokens", self.stats_tokens, 1000)
+        if not self.source.strip():
+            out.append("source: must not be empty (holdout, a hub dataset name or a path)")
+        elif self.source == "builtin":
+            out.append(
+                "source: the built-in world's held-out stories are D0's holdout: use holdout"
+            )
+        if not self.split.strip():
+            out.append("split: must not be empty (e.g. validation)")
         return out
 
 
@@ -396,6 +431,11 @@ class ExperimentConfig:
                 f"model.max_position_embeddings={limit}"
             )
         s = self.sampling
+        if self.model.family == "ngram" and not self.training.eos_target:
+            out.append(
+                "training.eos_target: false is for the gradient-trained families; the ngram "
+                "family counts every end-of-text a model wrote"
+            )
         if self.model.family == "ngram" and (s.temperature, s.top_k, s.top_p) != (1.0, 0, 1.0):
             out.append(
                 "sampling: the ngram family samples faithfully only — set sampling.temperature "

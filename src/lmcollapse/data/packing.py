@@ -4,9 +4,12 @@ The chosen stories (from one or more token stores; each story ends with its end-
 which is a trained target) are shuffled with a seed, laid end to end as one virtual stream, and
 cut into blocks of `context + 1` tokens with stride `context`: block i is inputs
 stream[iC : iC + C] and targets stream[iC + 1 : iC + C + 1], so every token but the first is a
-target exactly once. Nothing is materialised: a block is assembled from memory-mapped slices when
-asked for. `PackedBlocks` is a map-style dataset (len / getitem) that torch's DataLoader and
-accelerate's sharding accept as it is; it needs numpy only.
+target exactly once. The end-of-text of an unfinished story (a generated story cut by the
+sampler, marked in its store) stays in the stream as the boundary but is no target (IGNORE):
+the model never learns that a story stops where the sampler cut it. Nothing is materialised: a
+block is assembled from memory-mapped slices when asked for. `PackedBlocks` is a map-style
+dataset (len / getitem) that torch's DataLoader and accelerate's sharding accept as it is; it
+needs numpy only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from numpy.typing import NDArray
 
 from lmcollapse.data.store import TokenStore
 from lmcollapse.errors import InvalidInput
+
+IGNORE = -100  # a target that is no target (the index torch's cross-entropy ignores)
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,23 @@ class TrainingSet:
             )
         )
 
-    def blocks(self, context: int, seed: int) -> PackedBlocks:
-        """The stories in a seeded order, packed into blocks of context + 1 tokens."""
-        return PackedBlocks(self, context, seed)
+    def blocks(self, context: int, seed: int, eos_targets: bool = True) -> PackedBlocks:
+        """The stories in a seeded order, packed into blocks of context + 1 tokens
+        (`eos_targets=False`: no end-of-text is a target at all)."""
+        return PackedBlocks(self, context, seed, eos_targets)
 
 
 class PackedBlocks:
-    """Map-style dataset of packed blocks: item i is an int64 array of context + 1 tokens."""
+    """Map-style dataset of packed blocks: item i is an int64 array (2, context): the inputs and
+    their targets (IGNORE where a target is the separator after an unfinished story)."""
 
-    def __init__(self, training: TrainingSet, context: int, seed: int) -> None:
+    def __init__(
+        self, training: TrainingSet, context: int, seed: int, eos_targets: bool = True
+    ) -> None:
         if context < 1:
             raise InvalidInput(f"context must be >= 1, got {context}")
         self.training, self.context = training, context
+        self.eos = None if eos_targets or not training.stores else training.stores[0].eos_id
         source = np.concatenate(
             [np.full(len(i), k, dtype=np.int32) for k, i in enumerate(training.indices)]
         )
@@ -77,12 +87,16 @@ class PackedBlocks:
         self.source, self.story = source[order], story[order]
         self.starts = np.empty(len(order), dtype=np.int64)  # absolute token start in its store
         lens = np.empty(len(order), dtype=np.int64)
+        finished = np.ones(len(order), dtype=bool)
         for k, store in enumerate(training.stores):
             sel = self.source == k
             off = np.asarray(store.offsets)
             self.starts[sel] = off[self.story[sel]]
             lens[sel] = off[self.story[sel] + 1] - off[self.story[sel]]
+            finished[sel] = store.finished(self.story[sel])
         self.cum = np.concatenate([[0], np.cumsum(lens)])  # stream position of each story's start
+        # stream positions of the separators that are no target (sorted: the stories are in order)
+        self.separators = self.cum[1:][~finished] - 1
         self.total = int(self.cum[-1])
         if self.total <= context:
             raise InvalidInput(
@@ -109,4 +123,9 @@ class PackedBlocks:
             out[pos : pos + take] = store.tokens[a : a + take]
             pos += take
             k += 1
-        return out
+        targets = out[1:].copy()
+        lo_sep, hi_sep = np.searchsorted(self.separators, [lo + 1, lo + self.context + 1])
+        targets[self.separators[lo_sep:hi_sep] - lo - 1] = IGNORE
+        if self.eos is not None:
+            targets[targets == self.eos] = IGNORE
+        return np.stack([out[:-1], targets])

@@ -244,6 +244,122 @@ def _encode_split(
         raise
 
 
+def prepare_evaluation(
+    source: str,
+    split: str,
+    text_column: str,
+    max_stories: int | None,
+    tok: Tok,
+    out_dir: str | Path,
+    *,
+    log: Log | None = None,
+) -> TokenStore:
+    """A real evaluation set (e.g. TinyStories' validation split) as a token store in out_dir,
+    tokenized with the run's tokenizer in one streamed pass (at most `max_stories` stories);
+    reused when it was made from the same source with the same tokenizer. A token-store source
+    is used in place, if the run's tokenizer made it.
+
+    Raises InvalidInput for a source with no stories, or one the tokenizer does not fit (a store
+    made with another tokenizer; text it can only encode as its unknown token)."""
+    say = log or (lambda _msg: None)
+    if is_store(source):
+        store = TokenStore.open(source)
+        built_with = store.meta.get("provenance", {}).get("tokenizer")
+        if built_with != tok.fingerprint() or store.vocab_size != tok.vocab_size:
+            raise InvalidInput(
+                f"evaluation.source {source} was tokenized with another tokenizer (fingerprint "
+                f"{built_with}, not the run's {tok.fingerprint()}): give its text source instead"
+            )
+        if store.num_stories == 0:
+            raise InvalidInput(f"evaluation.source {source} has no stories: give another source")
+        return store
+    spec = sources.SourceSpec(
+        source=source, split=split, text_column=text_column, num_stories=max_stories
+    )
+    provenance = _evaluation_provenance(source, split, text_column, max_stories)
+    provenance["tokenizer"] = tok.fingerprint()
+    out = Path(out_dir)
+    if is_store(out):
+        store = TokenStore.open(out)
+        if {k: store.meta["provenance"].get(k) for k in provenance} == provenance:
+            say(f"reusing the evaluation set {out}")
+            return store
+    say(f"evaluation set: {sources.describe(spec)}, tokenized with the run's tokenizer")
+    unk = _unknown_id(tok)
+    try:
+        with TokenStoreWriter(
+            out, vocab_size=tok.vocab_size, eos_id=tok.eos_id, provenance=provenance, overwrite=True
+        ) as w:
+            for flat, lens in encode_stories(tok, sources.iter_stories(spec)):
+                if unk is not None and bool(np.any(flat == unk)):
+                    raise InvalidInput(
+                        f"the run's tokenizer does not fit it: it encodes "
+                        f"{int(np.sum(flat == unk))} pieces of the text as its unknown token "
+                        f"{tok.decode([unk])!r}; use a tokenizer that covers the text (a "
+                        "byte-level BPE covers any)"
+                    )
+                w.add_flat(flat, lens)
+    except InvalidInput as exc:
+        raise InvalidInput(f"evaluation.source {source}: {exc}") from None
+    return TokenStore.open(out)
+
+
+def _evaluation_provenance(
+    source: str, split: str, text_column: str, max_stories: int | None
+) -> dict[str, Any]:
+    return {
+        "evaluation": {
+            "source": source,
+            "split": split,
+            "text_column": text_column,
+            "max_stories": max_stories,
+        },
+        "split": "evaluation",
+    }
+
+
+def evaluation_ready(
+    source: str, split: str, text_column: str, max_stories: int | None, out_dir: str | Path
+) -> bool:
+    """Is out_dir a finished evaluation set of this source (so a resumed run need not read the
+    source again — offline, say)? The tokenizer is checked when it is opened."""
+    if is_store(source) or not is_store(out_dir):
+        return False
+    want = _evaluation_provenance(source, split, text_column, max_stories)
+    try:
+        prov = TokenStore.open(out_dir).meta["provenance"]
+    except InvalidInput:
+        return False
+    return {k: prov.get(k) for k in want} == want
+
+
+def check_evaluation_source(
+    source: str, split: str, text_column: str, max_stories: int | None
+) -> int:
+    """Stories an evaluation source offers (a full pass: every source error surfaces here, before
+    a run writes anything)."""
+    if is_store(source):
+        return TokenStore.open(source).num_stories
+    spec = sources.SourceSpec(
+        source=source, split=split, text_column=text_column, num_stories=max_stories
+    )
+    try:
+        return sources.count_stories(spec)
+    except InvalidInput as exc:
+        raise InvalidInput(f"evaluation.source {source}: {exc}") from None
+
+
+def _unknown_id(tok: Tok) -> int | None:
+    """The id of a tokenizer's unknown token, if it has one that is not its end-of-text (the
+    GPT-2 family names <|endoftext|> as unk, but byte-level BPE never emits it for text)."""
+    model = json.loads((tok.path / "tokenizer.json").read_text(encoding="utf-8")).get("model", {})
+    unk = model.get("unk_token") if isinstance(model, dict) else None
+    if not unk or model.get("byte_fallback"):
+        return None
+    i = tok.backend.token_to_id(unk)
+    return None if i is None or i == tok.eos_id else int(i)
+
+
 def is_prepared(path: str | Path) -> bool:
     """True if `path` is a finished prepared corpus."""
     return (Path(path) / "corpus.json").is_file()

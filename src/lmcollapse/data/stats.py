@@ -3,6 +3,8 @@
 The stream is the corpus as a model sees it: every story's tokens followed by end-of-text, one
 after another. N_{x;v} counts the positions where the tokens of x are followed by v (v may be
 end-of-text; an x that spans a story boundary counts like any other), and N_x = Σ_v N_{x;v}.
+Over a token store (`count_store_continuations`) the separator after an unfinished generated
+story is not counted: the model did not write it.
 Counting is vectorised per chunk (one comparison pass per context token and a bincount), so a
 600M-token store takes seconds, in bounded RAM.
 
@@ -88,6 +90,22 @@ def count_continuations(
     counter = ContinuationCounter(context, vocab_size)
     for chunk in chunks:
         counter.update(chunk)
+    return counter
+
+
+def count_store_continuations(store: Any, context: Sequence[int], vocab_size: int) -> Any:
+    """`count_continuations` over a token store's stream, less the separators of its unfinished
+    stories: the end-of-text after a story the sampler cut is no continuation of anything."""
+    counter = count_continuations(store.iter_chunks(), context, vocab_size)
+    cut = np.asarray(store.unfinished)
+    m = len(context)
+    sep = np.asarray(store.offsets)[cut + 1] - 1  # stream positions of those separators
+    sep = sep[sep >= m]
+    if sep.size:
+        match = np.ones(sep.size, dtype=bool)
+        for j, t in enumerate(context):
+            match &= np.asarray(store.tokens[sep - m + j]) == int(t)
+        counter.counts[store.eos_id] -= int(match.sum())
     return counter
 
 

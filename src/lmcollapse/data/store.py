@@ -3,10 +3,19 @@ ids with a story index, written by streaming with an atomic finish.
 
 On-disk format of a store directory:
 
-    tokens.npy    1-D uint16 (vocabularies up to 65,536) or uint32: all stories, concatenated
-    offsets.npy   1-D int64 of num_stories + 1 entries: story i is tokens[offsets[i]:offsets[i+1]]
-    meta.json     written last: format, version, dtype, num_tokens, num_stories, eos_id,
-                  vocab_size, a CRC-32 of tokens.npy's data, and free-form provenance
+    tokens.npy      1-D uint16 (vocabularies up to 65,536) or uint32: all stories, concatenated
+    offsets.npy     1-D int64 of num_stories + 1 entries: story i is tokens[offsets[i]:offsets[i+1]]
+    unfinished.npy  1-D int64, sorted: the stories that did not end by themselves (a generated
+                    sequence cut at its length, a story at the length cap). Every story ends with
+                    end-of-text; theirs is a separator the model never wrote, so it is no
+                    training target and no continuation (README: Fidelity)
+    meta.json       written last: format, version, dtype, num_tokens, num_stories, unfinished,
+                    eos_id, vocab_size, CRC-32s of tokens.npy's data (checksum) and of
+                    unfinished.npy's (unfinished_checksum, verified on open), free-form provenance
+
+Version 1 stores (before unfinished.npy) open as stores whose stories all ended by themselves,
+which is true of real text; a version-1 *generated* store with cut stories cannot say which
+they were, and asking it is refused (`TokenStore.unfinished`).
 
 Both arrays are standard .npy files: `np.load(path / "tokens.npy", mmap_mode="r")` reads them
 without loading them. A writer streams into a hidden `.NAME.partial-*` directory beside the
@@ -16,8 +25,9 @@ RAM use is O(buffer) whatever the corpus size.
 
     with TokenStoreWriter("corpus/d0", vocab_size=8192, eos_id=0) as w:
         w.add(np.array([5, 9, 0]))                   # one story (ids, EOS included by the caller)
+        w.add(np.array([7, 0]), finished=False)      # cut: its end-of-text is only a separator
     store = TokenStore.open("corpus/d0")
-    store.story(0), store.num_tokens
+    store.story(0), store.num_tokens, store.finished([0, 1])   # ..., array([ True, False])
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ from lmcollapse.artifacts import atomic_write_json, partial_dir, publish_dir
 from lmcollapse.errors import InvalidInput
 
 FORMAT = "lmcollapse-token-store"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _HEADER_BYTES = 128  # fixed .npy header size: rewritten in place with the final shape
 _DEFAULT_BUFFER = 1 << 22  # tokens buffered before a write (8 MB of uint16)
 
@@ -135,18 +146,23 @@ class TokenStoreWriter:
         self._tokens = _NpyAppender(self.partial / "tokens.npy", self.dtype, self._hasher)
         self._offsets = _NpyAppender(self.partial / "offsets.npy", np.dtype(np.int64))
         self._offsets.append(np.zeros(1, dtype=np.int64))
+        self._unfinished = _NpyAppender(self.partial / "unfinished.npy", np.dtype(np.int64))
         self._buffer: list[NDArray[Any]] = []
         self._lengths: list[int] = []
+        self._cut: list[int] = []  # buffered stories (indices into the buffer) that are unfinished
         self._buffered = 0
         self._total = 0
         self._buffer_tokens = buffer_tokens
         self._closed = False
 
-    def add(self, story: ArrayLike) -> None:
-        """Append one story (its ids as given; the caller decides whether it ends with EOS)."""
+    def add(self, story: ArrayLike, finished: bool = True) -> None:
+        """Append one story (its ids as given; the caller decides whether it ends with EOS).
+        `finished=False` marks a story that did not end by itself (see the module docstring)."""
         arr = _ids(story)
         if arr.ndim != 1:
             raise InvalidInput(f"a story must be a 1-D array of token ids, got shape {arr.shape}")
+        if not finished:
+            self._cut.append(len(self._lengths))
         self._buffer.append(arr)
         self._lengths.append(arr.size)
         self._buffered += arr.size
@@ -158,26 +174,38 @@ class TokenStoreWriter:
         for s in stories:
             self.add(s)
 
-    def add_flat(self, tokens: ArrayLike, lengths: ArrayLike) -> None:
-        """Append many stories given as one concatenated array and their lengths (the fast path)."""
+    def add_flat(
+        self, tokens: ArrayLike, lengths: ArrayLike, finished: ArrayLike | None = None
+    ) -> None:
+        """Append many stories given as one concatenated array and their lengths (the fast path);
+        `finished` (one bool per story, default all True) marks the stories that ended by
+        themselves."""
         toks = _ids(tokens).ravel()
         lens = _ids(lengths).astype(np.int64).ravel()
         if np.any(lens < 0):
             raise InvalidInput("story lengths must be >= 0")
         if lens.sum() != toks.size:
             raise InvalidInput(f"lengths sum to {lens.sum()} but {toks.size} tokens were given")
+        cut = np.zeros(0, dtype=np.int64)
+        if finished is not None:
+            done = np.asarray(finished, dtype=bool).ravel()
+            if done.size != lens.size:
+                raise InvalidInput(f"{done.size} finished flags for {lens.size} stories")
+            cut = np.flatnonzero(~done)
         self._flush()
-        self._write(toks, lens)
+        self._write(toks, lens, cut)
 
     def _flush(self) -> None:
         if not self._lengths:
             return
         toks = np.concatenate(self._buffer) if self._buffer else np.zeros(0, self.dtype)
         lens = np.asarray(self._lengths, dtype=np.int64)
-        self._buffer, self._lengths, self._buffered = [], [], 0
-        self._write(toks, lens)
+        cut = np.asarray(self._cut, dtype=np.int64)
+        self._buffer, self._lengths, self._buffered, self._cut = [], [], 0, []
+        self._write(toks, lens, cut)
 
-    def _write(self, toks: NDArray[Any], lens: NDArray[np.int64]) -> None:
+    def _write(self, toks: NDArray[Any], lens: NDArray[np.int64], cut: NDArray[np.int64]) -> None:
+        """Append stories; `cut` are the unfinished ones, as indices into `lens`."""
         if toks.size:
             lo, hi = int(toks.min()), int(toks.max())
             if lo < 0 or hi >= self.vocab_size:
@@ -186,6 +214,7 @@ class TokenStoreWriter:
                     f"vocabulary [0, {self.vocab_size})"
                 )
         self._tokens.append(toks)
+        self._unfinished.append(self._offsets.length - 1 + cut)
         self._offsets.append(self._total + np.cumsum(lens))
         self._total += int(lens.sum())
 
@@ -196,12 +225,16 @@ class TokenStoreWriter:
         self._flush()
         self._tokens.close()
         self._offsets.close()
+        self._unfinished.close()
+        cut = np.load(self.partial / "unfinished.npy")
         meta = {
             "format": FORMAT,
             "version": VERSION,
             "dtype": self.dtype.name,
             "num_tokens": self._tokens.length,
             "num_stories": self._offsets.length - 1,
+            "unfinished": self._unfinished.length,
+            "unfinished_checksum": _crc(cut),
             "eos_id": self.eos_id,
             "vocab_size": self.vocab_size,
             "checksum": self._hasher.hexdigest(),
@@ -218,6 +251,7 @@ class TokenStoreWriter:
         with contextlib.suppress(Exception):
             self._tokens.fh.close()
             self._offsets.fh.close()
+            self._unfinished.fh.close()
         shutil.rmtree(self.partial, ignore_errors=True)
 
     def __enter__(self) -> TokenStoreWriter:
@@ -239,9 +273,15 @@ class TokenStore:
     """A finished store, memory-mapped read-only. Open with `TokenStore.open(path)`."""
 
     def __init__(
-        self, path: Path, meta: dict[str, Any], tokens: NDArray[Any], offsets: NDArray[np.int64]
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        tokens: NDArray[Any],
+        offsets: NDArray[np.int64],
+        unfinished: NDArray[np.int64] | None,
     ) -> None:
         self.path, self.meta, self.tokens, self.offsets = path, meta, tokens, offsets
+        self._unfinished = unfinished  # None: a version-1 generated store that cannot say
 
     @classmethod
     def open(cls, path: str | Path) -> TokenStore:
@@ -264,7 +304,7 @@ class TokenStore:
         if (
             not isinstance(meta, dict)
             or meta.get("format") != FORMAT
-            or meta.get("version") != VERSION
+            or meta.get("version") not in READABLE_VERSIONS
         ):
             raise InvalidInput(
                 f"{p} is not a version-{VERSION} {FORMAT} (meta.json says otherwise)"
@@ -288,7 +328,7 @@ class TokenStore:
             raise InvalidInput(
                 f"{p}: arrays do not match meta.json (damaged store): build it again"
             )
-        return cls(p, meta, tokens, offsets)
+        return cls(p, meta, tokens, offsets, _open_unfinished(p, meta))
 
     @property
     def num_tokens(self) -> int:
@@ -309,6 +349,27 @@ class TokenStore:
     def vocab_size(self) -> int:
         """Size of the vocabulary the ids come from."""
         return int(self.meta["vocab_size"])
+
+    @property
+    def unfinished(self) -> NDArray[np.int64]:
+        """Sorted indices of the stories that did not end by themselves (their end-of-text is a
+        separator: no training target, no continuation)."""
+        if self._unfinished is None:
+            raise InvalidInput(
+                f"{self.path} was generated by an older lmcollapse that closed cut stories with "
+                "an end-of-text it did not mark, so it cannot say which stories are unfinished: "
+                "generate it again (start the run in a new --out)"
+            )
+        return self._unfinished
+
+    def finished(self, indices: ArrayLike) -> NDArray[np.bool_]:
+        """For each of the given stories: did it end by itself?"""
+        idx = np.asarray(indices, dtype=np.int64)
+        cut = self.unfinished
+        if cut.size == 0:
+            return np.ones(idx.shape, dtype=bool)
+        pos = np.minimum(np.searchsorted(cut, idx), cut.size - 1)
+        return np.asarray(cut[pos]) != idx
 
     def __len__(self) -> int:
         return self.num_stories
@@ -335,7 +396,20 @@ class TokenStore:
         """(concatenated tokens, lengths) of the given stories, in the given order, in batches.
 
         Vectorised: one fancy index into the memory map per batch, no Python loop per story.
+        `gather_marked` adds which of them ended by themselves.
         """
+        for toks, lens, _ in self._gather(indices, batch, marked=False):
+            yield toks, lens
+
+    def gather_marked(
+        self, indices: Sequence[int] | NDArray[np.integer], batch: int = 4096
+    ) -> Iterator[tuple[NDArray[Any], NDArray[np.int64], NDArray[np.bool_]]]:
+        """(concatenated tokens, lengths, finished flags) of the given stories, in batches."""
+        yield from self._gather(indices, batch, marked=True)
+
+    def _gather(
+        self, indices: Sequence[int] | NDArray[np.integer], batch: int, marked: bool
+    ) -> Iterator[tuple[NDArray[Any], NDArray[np.int64], Any]]:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_stories):
             raise IndexError(f"story indices must be in [0, {self.num_stories})")
@@ -346,7 +420,7 @@ class TokenStore:
             # position of every token: its story's start plus its rank within the story
             before = np.cumsum(lens) - lens
             positions = np.repeat(lo - before, lens) + np.arange(int(lens.sum()))
-            yield np.asarray(self.tokens[positions]), lens
+            yield np.asarray(self.tokens[positions]), lens, self.finished(part) if marked else None
 
     def checksum(self) -> str:
         """Recompute the checksum of tokens.npy's data (compare with meta['checksum'])."""
@@ -363,6 +437,41 @@ def write_subset(
     with TokenStoreWriter(
         dst, vocab_size=src.vocab_size, eos_id=src.eos_id, provenance=provenance
     ) as w:
-        for toks, lens in src.gather(np.asarray(indices)):
-            w.add_flat(toks, lens)
+        for toks, lens, done in src.gather_marked(np.asarray(indices)):
+            w.add_flat(toks, lens, done)
     return TokenStore.open(dst)
+
+
+def _crc(arr: NDArray[Any]) -> str:
+    h = _Crc32()
+    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
+def _open_unfinished(path: Path, meta: dict[str, Any]) -> NDArray[np.int64] | None:
+    """The unfinished-story index of a store (version 1: none, unless it cannot know)."""
+    if meta["version"] == 1:  # real text ended every story; a generated corpus may not say
+        prov = meta.get("provenance", {})
+        if "sampling" not in prov:
+            return np.zeros(0, dtype=np.int64)
+        counts = prov.get("batch_counts")
+        if not isinstance(counts, dict):
+            return None  # a generated corpus that did not count its cut stories
+        cut = sum(int(c[3]) for c in counts.values())
+        return None if cut else np.zeros(0, dtype=np.int64)
+    try:
+        cut = np.load(path / "unfinished.npy", mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path} has damaged arrays ({exc}): build it again") from None
+    n = int(meta["num_stories"])
+    if (
+        cut.dtype != np.int64
+        or cut.ndim != 1
+        or cut.size != meta.get("unfinished")
+        or (cut.size and (cut[0] < 0 or cut[-1] >= n or np.any(np.diff(cut) <= 0)))
+        or _crc(cut) != meta.get("unfinished_checksum")
+    ):
+        raise InvalidInput(
+            f"{path}: unfinished.npy does not match meta.json (damaged store): build it again"
+        )
+    return cut

@@ -6,7 +6,8 @@ overshoot it), so generations compare like with like. Measured on the sample:
 
     distinct_1/2/3      unique n-grams / n-grams (n-grams that contain end-of-text are skipped:
                         they would cross a story boundary)
-    unigram_entropy     entropy of the token distribution, bits
+    unigram_entropy     entropy of the token distribution, bits (a cut story's end-of-text
+                        separator is no token of the text, here and in the unigram KL)
     vocab_used          distinct token types
     tail_mass           share of tokens from D0's tail: the rarest types that together make up
                         `tail_share` (5%) of D0's tokens — D0 itself has ≈ 0.05
@@ -16,9 +17,11 @@ overshoot it), so generations compare like with like. Measured on the sample:
                         the union of the types seen in either sample
     kl_bigram_*         the same for bigram distributions (over the union of seen bigrams)
 
-Over the whole store: stories, tokens, mean/median story length, the share of stories cut at the
-end of their sequence (a generated corpus), and the end-of-text rate (end-of-text tokens the
-model wrote per token it wrote). Numpy only, vectorised.
+Over the whole store: stories, tokens, mean/median story length (every stored story, and the
+mean of the finished ones), the share of stories that did not end by themselves (a generated
+corpus: cut at the end of their sequence or at the length cap, marked in the store), and the
+end-of-text rate (end-of-text tokens the model wrote per token it wrote: a cut story's
+separator is neither). Numpy only, vectorised.
 """
 
 from __future__ import annotations
@@ -51,19 +54,20 @@ class Reference:
 
 def sample_stories(
     store: TokenStore, tokens: int, seed: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(concatenated tokens, lengths) of seeded random whole stories totalling >= `tokens`
-    (or the whole store if it is smaller)."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """(concatenated tokens, lengths, finished flags) of seeded random whole stories totalling
+    >= `tokens` (or the whole store if it is smaller)."""
     if store.num_stories == 0:
         raise InvalidInput(f"{store.path} has no stories")
     order = np.random.default_rng([seed, 0x57A7]).permutation(store.num_stories)
     lens = np.diff(np.asarray(store.offsets))[order]
     n = int(np.searchsorted(np.cumsum(lens), tokens)) + 1
     chosen = np.sort(order[:n])
-    parts = list(store.gather(chosen))
+    parts = list(store.gather_marked(chosen))
     return (
-        np.concatenate([t for t, _ in parts]).astype(np.int64),
-        np.concatenate([ln for _, ln in parts]),
+        np.concatenate([p[0] for p in parts]).astype(np.int64),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
     )
 
 
@@ -140,6 +144,7 @@ def _tail(store: TokenStore, share: float) -> NDArray[np.int64]:
 def _measure(
     tokens: NDArray[np.int64],
     lens: NDArray[np.int64],
+    finished: NDArray[np.bool_],
     vocab: int,
     eos: int,
     tail: NDArray[np.int64],
@@ -148,7 +153,9 @@ def _measure(
     for n in (1, 2, 3):
         codes = _ngrams(tokens, n, vocab, eos)
         stats[f"distinct_{n}"] = float(np.unique(codes).size / codes.size) if codes.size else 0.0
-    uni = np.bincount(tokens, minlength=vocab)
+    written = np.ones(tokens.size, dtype=bool)  # the separators of cut stories are not text
+    written[(np.cumsum(lens) - 1)[~finished & (lens > 0)]] = False
+    uni = np.bincount(tokens[written], minlength=vocab)
     p = uni[uni > 0] / uni.sum()
     stats["unigram_entropy"] = float(-(p * np.log2(p)).sum())
     stats["vocab_used"] = int((uni > 0).sum())
@@ -164,19 +171,21 @@ def _measure(
 
 
 def _whole_store(store: TokenStore) -> dict[str, Any]:
-    """Counts over the whole store. A generated corpus records how many of its stories were cut
-    at the end of their sequence and closed with an end-of-text that the model did not write;
-    `eos_rate` counts only the end-of-text tokens the model wrote, per token it wrote."""
+    """Counts over the whole store. The store marks the stories that did not end by themselves
+    (their end-of-text is a separator the model did not write); `eos_rate` counts only the
+    end-of-text tokens the model wrote, per token it wrote."""
     lens = np.diff(np.asarray(store.offsets))
-    counts = store.meta.get("provenance", {}).get("batch_counts", {})
-    unfinished = int(sum(c[3] for c in counts.values())) if counts else 0
+    unfinished = int(store.unfinished.size)
     written = store.num_tokens - unfinished
+    finished = np.ones(lens.size, dtype=bool)
+    finished[np.asarray(store.unfinished)] = False
     return {
         "stories": store.num_stories,
         "tokens": store.num_tokens,
         "unfinished_share": unfinished / store.num_stories if store.num_stories else 0.0,
         "story_length_mean": float(lens.mean()) if lens.size else 0.0,
         "story_length_median": float(np.median(lens)) if lens.size else 0.0,
+        "finished_length_mean": float(lens[finished].mean()) if finished.any() else 0.0,
         "eos_rate": (store.num_stories - unfinished) / written if written else 0.0,
     }
 
@@ -194,8 +203,8 @@ def reference(
     vocab_size: the ids generated corpora may hold (a model's vocabulary can exceed D0's)."""
     vocab = max(vocab_size or 0, d0.vocab_size)
     tail = _tail(d0, tail_share)
-    tokens, lens = sample_stories(d0, sample_tokens, seed)
-    stats, uni, bi = _measure(tokens, lens, vocab, d0.eos_id, tail)
+    tokens, lens, finished = sample_stories(d0, sample_tokens, seed)
+    stats, uni, bi = _measure(tokens, lens, finished, vocab, d0.eos_id, tail)
     stats.update(_whole_store(d0))
     stats.update(
         {
@@ -215,8 +224,8 @@ def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> dict[st
             f"{store.path} has vocabulary {store.vocab_size}, more than the reference's "
             f"{ref.vocab_size}"
         )
-    tokens, lens = sample_stories(store, ref.sample_tokens, seed)
-    stats, uni, bi = _measure(tokens, lens, ref.vocab_size, ref.eos_id, ref.tail)
+    tokens, lens, finished = sample_stories(store, ref.sample_tokens, seed)
+    stats, uni, bi = _measure(tokens, lens, finished, ref.vocab_size, ref.eos_id, ref.tail)
     stats.update(_whole_store(store))
     stats["kl_unigram_to_d0"] = _kl_bits(uni, ref.unigrams)
     stats["kl_unigram_from_d0"] = _kl_bits(ref.unigrams, uni)

@@ -54,12 +54,15 @@ def perplexity(
     stride: int | None = None,
     max_stories: int | None = None,
     batch_tokens: int = 16_384,
+    first_token: bool = True,
 ) -> dict[str, float]:
-    """{"loss": mean token loss (nats), "perplexity": e^loss, "tokens", "stories"}."""
+    """{"loss": mean token loss (nats), "perplexity": e^loss, "tokens", "stories"}.
+    `first_token=False` leaves each story's first token unscored (it has no context but the
+    start token)."""
     if context < 1:
         raise InvalidInput(f"evaluation context must be >= 1, got {context}")
     if getattr(model, "family", None) == "ngram":  # exact: n - 1 tokens of context suffice
-        return model.perplexity(store, max_stories)
+        return model.perplexity(store, max_stories, first_token=first_token)
     stride = stride or max(1, context // 2)
     if not 0 < stride <= context:
         raise InvalidInput(f"perplexity stride must be in [1, context], got {stride}")
@@ -97,7 +100,7 @@ def perplexity(
         for r, (i, start, end, first) in enumerate(batch):
             seq = np.concatenate([[eos], store.story(i)])
             ids[r, : end - start + 1] = seq[start : end + 1]
-            mask[r, first - start : end - start] = True
+            mask[r, max(first, 0 if first_token else 1) - start : end - start] = True
         x = torch.from_numpy(ids).to(device)
         m = torch.from_numpy(mask).to(device)
         logp = model.token_logprobs(x[:, :-1], x[:, 1:], m)

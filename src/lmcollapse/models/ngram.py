@@ -77,6 +77,14 @@ def _unique_sum(keys: NDArray[np.int64], weights: NDArray[np.float64]) -> tuple[
     return uniq, np.bincount(inverse.ravel(), weights=weights, minlength=uniq.size)
 
 
+def _targets(lens: NDArray[np.int64], finished: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Which tokens of concatenated stories are targets: all but the end-of-text separator of an
+    unfinished story (a cut the sampler made, not an end the model wrote)."""
+    keep = np.ones(int(lens.sum()), dtype=bool)
+    keep[(np.cumsum(lens) - 1)[~finished & (lens > 0)]] = False
+    return keep
+
+
 class NGramModel:
     """An order-n model with additive or Witten-Bell smoothing (see the module docstring)."""
 
@@ -167,8 +175,9 @@ class NGramModel:
                 raise InvalidInput(
                     f"{store.path} has vocabulary {store.vocab_size}, larger than the model's {V}"
                 )
-            for toks, lens in store.gather(np.asarray(idx), batch=_GATHER):
+            for toks, lens, done in store.gather_marked(np.asarray(idx), batch=_GATHER):
                 pair = self.history_keys(toks, lens) * V + np.asarray(toks, dtype=np.int64)
+                pair = pair[_targets(lens, done)]  # no (last → separator) of an unfinished story
                 u, c = np.unique(pair, return_counts=True)
                 pending.append((u, c.astype(np.float64)))
                 if len(pending) >= 16:
@@ -299,8 +308,11 @@ class NGramModel:
         toks = np.asarray(tokens, dtype=np.int64)
         return np.log(self.prob(self.history_keys(toks, lens), toks))
 
-    def perplexity(self, store: Any, max_stories: int | None = None) -> dict[str, float]:
-        """Held-out perplexity, story by story (the n-gram needs no window: n-1 ≤ any context)."""
+    def perplexity(
+        self, store: Any, max_stories: int | None = None, first_token: bool = True
+    ) -> dict[str, float]:
+        """Held-out perplexity, story by story (the n-gram needs no window: n-1 ≤ any context);
+        `first_token=False` leaves each story's first token unscored."""
         n = store.num_stories if max_stories is None else min(max_stories, store.num_stories)
         if n == 0:
             raise InvalidInput(f"{store.path} has no stories to evaluate on")
@@ -310,9 +322,12 @@ class NGramModel:
                 f"{self.vocab_size}"
             )
         total, count = 0.0, 0
-        for toks, lens in store.gather(np.arange(n), batch=_GATHER):
-            total -= float(self.story_logprobs(toks, lens).sum())
-            count += int(lens.sum())
+        for toks, lens, done in store.gather_marked(np.arange(n), batch=_GATHER):
+            scored = _targets(lens, done)
+            if not first_token:
+                scored[(np.cumsum(lens) - lens)[lens > 0]] = False
+            total -= float(self.story_logprobs(toks, lens)[scored].sum())
+            count += int(scored.sum())
         loss = total / count
         return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "stories": n}
 
@@ -545,7 +560,7 @@ def table_of(model: NGramModel) -> CountTable:
     base = np.zeros(H)
     if model.hists.size:
         base[model.hists] = model.base
-    # every (h, EOS) pair is in the pattern: a story cut at sampling.length is closed with EOS
+    # every (h, EOS) pair is in the pattern, so that tables of successive generations share one
     closing = np.arange(H, dtype=np.int64) * model.vocab_size + model.eos_id
     keys = np.union1d(model.keys, closing)
     values = np.zeros(keys.size)
@@ -585,8 +600,9 @@ def expected_story_counts(
     of EOS (the start).
 
     With `max_length` L: the sampler's story mode exactly — a story that has not ended after L
-    tokens is closed with EOS (the pair (last token, EOS)); the visits are then the sum of L
-    steps of the chain (L sparse products), and the cut-off mass is added to the EOS column.
+    tokens is cut there (stored with an end-of-text separator that is no target, so it adds no
+    pair (last token, EOS)); the visits are then the sum of L steps of the chain (L sparse
+    products). The length counts stored tokens, the separator included.
     """
     check_expected(model)
     if max_length is not None:
@@ -641,25 +657,30 @@ def _truncated_story_counts(model: NGramModel, L: int) -> tuple[CountTable, floa
         alive = step if H > 1 else np.array([step.sum()])
     scale = visits * a
     values = t.values * scale[rows]
-    closing = np.searchsorted(t.keys, np.arange(H, dtype=np.int64) * V + eos if H > 1 else [eos])
-    values[closing] += alive  # stories cut at L tokens, closed with EOS
-    length = float(visits.sum() + alive.sum())
+    length = float(visits.sum() + alive.sum())  # emitted tokens, and a separator per cut story
     return CountTable(t.keys, values, visits * b), length
 
 
 def generated_counts(
-    model: NGramModel, mode: str, stories: float, max_length: int | None = None
+    model: NGramModel,
+    mode: str,
+    stories: float,
+    max_length: int | None = None,
+    *,
+    tokens: float | None = None,
 ) -> CountTable:
     """The counts a generated corpus S_n of `stories` stories contributes, without sampling error.
 
-    `chain`: `stories` times the expected counts of one story of the model's stream (exact).
+    `chain`: `stories` times the expected counts of one story of the model's stream (exact); with
+    `tokens`, as many stories as hold that many stored tokens in expectation (paradigm.unit
+    tokens: S_n holds k·|D0| tokens).
     `paper`: the paper's count form (Eq. 3-4): the corpus carries the model's counts plus its
     error, (N_{h;v} + δ) per pair, times `stories` — here the corpus's size relative to D0
     (|S_n| / |D0|), since the count form is in D0's units.
     """
     if mode == "chain":
-        per_story, _ = expected_story_counts(model, max_length)
-        return per_story.scaled(stories)
+        per_story, length = expected_story_counts(model, max_length)
+        return per_story.scaled(stories if tokens is None else tokens / length)
     if mode == "paper":
         t = table_of(model)
         return CountTable(t.keys, t.values, t.base + model.delta).scaled(stories)
@@ -699,22 +720,42 @@ def expected_run(
     k: float = 1.0,
     lam: float = 0.5,
     max_length: int | None = None,
+    d0_tokens: int | None = None,
 ) -> list[NGramModel]:
     """Generations 1..G in an expected-counts mode, in memory: `model` is generation 1 (fitted
     on D0); returns every generation's model. The pipeline does the same, one generation at a
-    time with the counts on disk."""
+    time with the counts on disk. With `d0_tokens` (paradigm.unit tokens) each chain-mode S_n
+    holds k·|D0| tokens, else k·|D0| stories."""
     check_expected(model)
-    from lmcollapse.data.paradigms import generated_scale
-
-    size = generated_scale(paradigm, k) * (d0_stories if mode == "chain" else 1.0)
-    d0 = table_of(model)
     models = [model]
-    last = generated_counts(model, mode, size, max_length)
+    d0 = table_of(model)
+    last = expected_corpus(model, mode, paradigm, k, d0_stories, d0_tokens, max_length)
     cumulative = last
     for n in range(2, generations + 1):
         nxt = NGramModel(model.vocab_size, model.eos_id, model.order, model.delta)
         from_table(nxt, training_table(paradigm, n, d0, last, cumulative, k, lam))
         models.append(nxt)
-        last = generated_counts(nxt, mode, size, max_length)
+        last = expected_corpus(nxt, mode, paradigm, k, d0_stories, d0_tokens, max_length)
         cumulative = cumulative + last
     return models
+
+
+def expected_corpus(
+    model: NGramModel,
+    mode: str,
+    paradigm: str,
+    k: float,
+    d0_stories: int,
+    d0_tokens: int | None = None,
+    max_length: int | None = None,
+) -> CountTable:
+    """The expected counts of the corpus S_n a generation contributes under a paradigm: k·|D0|
+    (accumulating paradigms) or |D0|, in tokens when `d0_tokens` is given, else in stories."""
+    from lmcollapse.data.paradigms import generated_scale
+
+    scale = generated_scale(paradigm, k)
+    if mode != "chain":
+        return generated_counts(model, mode, scale, max_length)
+    if d0_tokens is not None:
+        return generated_counts(model, mode, 0.0, max_length, tokens=scale * d0_tokens)
+    return generated_counts(model, mode, scale * d0_stories, max_length)
