@@ -293,11 +293,23 @@ def test_perplexity_on_a_separate_validation_set(tmp_path: Path) -> None:
     g0 = json.loads((out / "gen_000/metrics.json").read_text())
     assert g0["probes"][0]["N_x"] > 0
     # a resumed run reuses data/eval without reading the source again (it may be offline)
+    text = valid.read_text()
     valid.unlink()
     more = _run(out, f"evaluation.source={valid}", "run.generations=3")
     assert more.exit_code == 0, more.output
     m3 = json.loads((out / "gen_003/metrics.json").read_text())
     assert m3["eval_stories"] == 40 and m3["eval_set"]["what"].startswith("local file")
+    # a damaged data/eval is made again from the source
+    valid.write_text(text)
+    (out / "data/eval/offsets.npy").write_bytes(b"damaged")
+    again = _run(out, f"evaluation.source={valid}", "run.generations=4")
+    assert again.exit_code == 0, again.output
+    rebuilt = TokenStore.open(out / "data/eval")
+    assert rebuilt.num_stories == 40
+    m4 = json.loads((out / "gen_004/metrics.json").read_text())
+    assert m4["perplexity"] == pytest.approx(
+        NGramModel.from_pretrained(out / "gen_004/model").perplexity(rebuilt)["perplexity"]
+    )
     default = tmp_path / "default"
     assert _run(default).exit_code == 0
     d = json.loads((default / "gen_001/metrics.json").read_text())
@@ -326,10 +338,14 @@ def test_bad_evaluation_and_unit_input_is_one_line(tmp_path: Path, write) -> Non
     other = tmp_path / "other"
     with TokenStoreWriter(other, vocab_size=50, eos_id=0, provenance={"tokenizer": "abc"}) as w:
         w.add([1, 2, 0])
-    result = _run(tmp_path / "bad2", f"evaluation.source={other}")
+    given = tmp_path / "given"  # an empty directory the user made: refused after D0 was prepared
+    given.mkdir()
+    result = _run(given, f"evaluation.source={other}")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("lmcollapse: error: evaluation.source")
     assert "tokenized with another tokenizer" in result.output
+    assert given.is_dir() and not list(given.iterdir())  # left as it was: empty
+    assert _run(given).exit_code == 0  # so the corrected command runs
 
 
 def test_an_old_run_is_read_but_not_continued(tmp_path: Path) -> None:
@@ -357,9 +373,21 @@ def test_an_old_run_is_read_but_not_continued(tmp_path: Path) -> None:
         import shutil
 
         shutil.rmtree(gen)
+    import yaml
+
+    config = yaml.safe_load((empty / "config.yaml").read_text())
+    del config["paradigm"]["unit"], config["evaluation"]["source"]  # as an older version wrote it
+    (empty / "config.yaml").write_text(yaml.safe_dump(config))
     assert _run(empty, "run.generations=2").exit_code == 0
     assert json.loads((empty / "manifest.json").read_text())["version"] == 2
+    written = yaml.safe_load((empty / "config.yaml").read_text())
+    assert written["paradigm"]["unit"] == "tokens" and written["evaluation"]["source"] == "holdout"
     assert _run(empty, "run.generations=3").exit_code == 0  # and is not refused afterwards
+    manifest = json.loads((empty / "manifest.json").read_text())
+    manifest["version"] = 3
+    (empty / "manifest.json").write_text(json.dumps(manifest))
+    newer = _run(empty, "run.generations=4")
+    assert newer.exit_code == 2 and "made by a newer lmcollapse (run format 3)" in newer.output
 
 
 def test_samples_and_statistics_show_unfinished_stories(tmp_path: Path) -> None:

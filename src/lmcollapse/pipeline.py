@@ -125,15 +125,23 @@ def _start_or_resume(
             raise InvalidInput(
                 f"{root} already holds a run: use another --out, or --resume auto to continue it"
             )
-        if manifest.get("version", 1) < RUN_VERSION:
+        version = manifest.get("version", 1)
+        if not isinstance(version, int) or version > RUN_VERSION:
+            raise InvalidInput(
+                f"{root} was made by a newer lmcollapse (run format {version}): continue it "
+                f"with that version, or use another --out"
+            )
+        if version < RUN_VERSION:
             if manifest.get("generations"):
                 raise InvalidInput(
                     f"{root} was made by lmcollapse {manifest.get('lmcollapse_version', '0.1')},"
                     " whose generated corpora do not mark cut stories and whose shares count "
                     "stories: continuing it would mix two procedures, so start it again with "
-                    "another --out (status, report, probe and theory --from-run still read it)"
+                    "another --out (status, report, probe, sample and theory --from-run still "
+                    "read it)"
                 )
-            manifest["version"] = RUN_VERSION  # nothing generated yet: it continues as a new run
+            # nothing generated yet: it continues as a new run (its config is written in full)
+            manifest |= {"version": RUN_VERSION, "lmcollapse_version": __version__}
         stored = from_yaml(
             ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
         )
@@ -246,13 +254,40 @@ def run(
         try:
             return _run_locked(cfg, layout, manifest, state, progress)
         except InvalidInput:
-            if created and state.is_main_process and not layout.manifest.is_file():
-                shutil.rmtree(root, ignore_errors=True)  # bad input for a new run: leave nothing
+            if state.is_main_process and not layout.manifest.is_file():
+                _forget_new_run(root, created)  # bad input for a new run: leave nothing
             raise
         finally:
             if handler is not None:
                 log.removeHandler(handler)
                 handler.close()
+
+
+def _config_is_partial(layout: RunLayout) -> bool:
+    """A config.yaml written by an older version lacks the newer fields (resuming has already
+    checked that their defaults are what this run uses): it is then written in full."""
+    import yaml
+
+    def keys(tree: Any, prefix: str = "") -> set[str]:
+        if not isinstance(tree, dict):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}{k}.") for k, v in tree.items())) or {prefix}
+
+    stored = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
+    return not isinstance(stored, dict) or not keys(to_plain(ExperimentConfig())) <= keys(stored)
+
+
+def _forget_new_run(root: Path, created: bool) -> None:
+    """Remove what a new run wrote before its input was refused: the directory it created, or
+    everything in the (then empty) directory it was given, so a corrected rerun can start."""
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 class _NoLock:
@@ -317,7 +352,7 @@ def _run_locked(
             from lmcollapse.models import build_model
 
             build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
-        if not layout.config.is_file():
+        if not layout.config.is_file() or _config_is_partial(layout):
             atomic_write_text(layout.config, dump_yaml(cfg))
         manifest["status"] = "running"
         manifest["generations_planned"] = cfg.run.generations
@@ -436,10 +471,19 @@ def _reference_row(ctx: _Context) -> None:
 def _eval_set(cfg: ExperimentConfig) -> dict[str, Any]:
     """What metrics.json says about the set perplexity was measured on."""
     from lmcollapse.data import sources
+    from lmcollapse.data.store import TokenStore, is_store
 
     e = cfg.evaluation
     if e.source == "holdout":
         return {"source": "holdout", "split": None, "what": "D0's held-out split"}
+    if is_store(e.source):  # used in place: its checksum shows whether it is the same store
+        store = TokenStore.open(e.source)
+        return {
+            "source": e.source,
+            "split": None,
+            "what": f"token store {e.source}",
+            "checksum": store.meta.get("checksum"),
+        }
     spec = sources.SourceSpec(e.source, e.split, _eval_column(cfg), e.max_stories)
     return {
         "source": e.source,

@@ -187,10 +187,11 @@ class ParadigmConfig:
     lam: float = 0.5
     """Mix(λ): the share of every training set drawn from D0, in [0, 1) (λ = 0 is Replace)."""
     unit: Literal["tokens", "stories"] = "tokens"
-    """What shares and sizes count: `tokens` (the paper's count form and fixed budget: generation
-    n trains on |D0| tokens, D0's share 1/(1+(n-1)k) of them, and S_j holds k·|D0| tokens when
-    sampling.num_sequences is null) or `stories` (story counts, as before version 0.2: the token
-    shares then drift with the generated story length)."""
+    """What shares and sizes count: `tokens` (the paper's count form and fixed budget: under
+    Accumulate-Subsample and Mix generation n trains on |D0| tokens, D0's share 1/(1+(n-1)k) or λ
+    of them, to within half a story per part; with sampling.num_sequences null S_j holds k·|D0|
+    tokens, so Replace trains on |D0| tokens too) or `stories` (story counts, as before version
+    0.2: the token shares then drift with the generated story length)."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
@@ -275,8 +276,9 @@ class SamplingConfig:
 
     num_sequences: int | None = None
     """Sequences generated per generation (1,000,000 in the paper; times k under the
-    accumulating paradigms). null: as many whole batches as it takes for S_n to hold as many
-    stories as D0 (k·|D0| under the accumulating paradigms) — what the paradigms' shares need."""
+    accumulating paradigms). null: S_n holds as much as D0 (k·|D0| under the accumulating
+    paradigms) in paradigm.unit — batches until that many tokens, cut after the story that
+    reaches it (unit tokens), or whole batches until that many stories (unit stories)."""
     length: int = 600
     """Tokens per sequence (600 in the paper; the context slides past 512)."""
     mode: Literal["stream", "story"] = "stream"

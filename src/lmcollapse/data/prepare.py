@@ -280,8 +280,14 @@ def prepare_evaluation(
     provenance["tokenizer"] = tok.fingerprint()
     out = Path(out_dir)
     if is_store(out):
-        store = TokenStore.open(out)
-        if {k: store.meta["provenance"].get(k) for k in provenance} == provenance:
+        try:
+            store = TokenStore.open(out)
+        except InvalidInput:  # damaged: made again below
+            store = None
+        if (
+            store is not None
+            and {k: store.meta["provenance"].get(k) for k in provenance} == provenance
+        ):
             say(f"reusing the evaluation set {out}")
             return store
     say(f"evaluation set: {sources.describe(spec)}, tokenized with the run's tokenizer")
