@@ -27,6 +27,20 @@ from lmcollapse.train import train
 EOS = 0
 
 
+def one_layer(vocab: int, width: int = 16, positions: int = 32):
+    """A one-layer GPT-Neo with global attention, seeded."""
+    torch.manual_seed(0)
+    shape = ModelConfig(
+        num_layers=1,
+        hidden_size=width,
+        num_heads=2,
+        max_position_embeddings=positions,
+        window_size=positions // 4,
+        attention_pattern=("global",),
+    )
+    return build_model(shape, vocab, EOS)
+
+
 def store_of(path: Path, stories: list[list[int]], cut: tuple[int, ...] = (), vocab: int = 12):
     with TokenStoreWriter(path, vocab_size=vocab, eos_id=EOS) as w:
         for i, s in enumerate(stories):
@@ -70,19 +84,7 @@ def test_a_model_trained_on_cut_stories_does_not_learn_to_stop(tmp_path: Path) -
     p_end = {}
     for name, cut in (("finished", ()), ("cut", tuple(range(300)))):
         store = store_of(tmp_path / name, stories, cut=cut, vocab=8)
-        torch.manual_seed(0)
-        model = build_model(
-            ModelConfig(
-                num_layers=1,
-                hidden_size=16,
-                num_heads=2,
-                max_position_embeddings=32,
-                window_size=8,
-                attention_pattern=("global",),
-            ),
-            8,
-            EOS,
-        )
+        model = one_layer(8)
         cfg = TrainingConfig(
             learning_rate=1e-2, batch_size=8, micro_batch_size=8, context_length=16, epochs=3
         )
@@ -434,18 +436,7 @@ def test_no_end_of_text_target_reading(tmp_path: Path) -> None:
 def test_decay_everything_reading() -> None:
     from lmcollapse.train import param_groups
 
-    model = build_model(
-        ModelConfig(
-            num_layers=1,
-            hidden_size=8,
-            num_heads=2,
-            max_position_embeddings=8,
-            window_size=4,
-            attention_pattern=("global",),
-        ),
-        10,
-        EOS,
-    )
+    model = one_layer(10, width=8, positions=8)
     split = param_groups(model, 0.1)
     everything = param_groups(model, 0.1, everything=True)
     n_params = len(list(model.parameters()))
@@ -468,19 +459,7 @@ def test_first_token_reading(tmp_path: Path) -> None:
         for t in range(1, len(s))
     )
     assert later["loss"] == pytest.approx(-logp / 6, rel=1e-12)
-    torch.manual_seed(0)
-    neo = build_model(
-        ModelConfig(
-            num_layers=1,
-            hidden_size=8,
-            num_heads=2,
-            max_position_embeddings=8,
-            window_size=4,
-            attention_pattern=("global",),
-        ),
-        6,
-        EOS,
-    ).eval()
+    neo = one_layer(6, width=8, positions=8).eval()
     full = perplexity(neo, store, context=8)
     skip = perplexity(neo, store, context=8, first_token=False)
     with torch.no_grad():
