@@ -84,7 +84,7 @@ def _estimate(
     y = truth
     ys: list[_Scaled] = []  # y[1..n-1], for measured shares
     for n in range(1, G + 1):
-        measured = shares[n - 1] if shares is not None and n - 1 < len(shares) else None
+        measured = _measured(shares, n)
         if n == 1:
             base = truth
         elif measured:
@@ -257,10 +257,15 @@ def _real_shares(G: int, paradigm: str, k: float, lam: float, shares: Shares | N
     """D0's share of each generation's training set: measured where given, else nominal."""
     out = theory.real_data_share(G, paradigm, k, lam=lam).tolist()
     for n in range(2, G + 1):
-        measured = shares[n - 1] if shares is not None and n - 1 < len(shares) else None
+        measured = _measured(shares, n)
         if measured:
             out[n - 1] = float(measured.get(0, 0.0))
     return out
+
+
+def _measured(shares: Shares | None, n: int) -> Mapping[int, float] | None:
+    """Generation n's measured shares, if recorded."""
+    return shares[n - 1] if shares is not None and n - 1 < len(shares) else None
 
 
 def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | None]:

@@ -208,6 +208,7 @@ class _Context:
     progress: bool
     truths: list[Any] | None = None  # one ContinuationCounter per probe (main process)
     evaluation: Any = None  # the TokenStore perplexity is measured on (main process)
+    eval_set: dict[str, Any] | None = None  # what metrics.json says about it
     reference: Any = None  # evaluate.corpus.Reference (main process)
     outputs_at: float = -math.inf  # time.monotonic() of the last metrics.csv/figures/report
     outputs_cost: float = 0.0  # seconds the last write took
@@ -268,13 +269,9 @@ def _config_is_partial(layout: RunLayout) -> bool:
     checked that their defaults are what this run uses): it is then written in full."""
     import yaml
 
-    def keys(tree: Any, prefix: str = "") -> set[str]:
-        if not isinstance(tree, dict):
-            return {prefix}
-        return set().union(*(keys(v, f"{prefix}{k}.") for k, v in tree.items())) or {prefix}
-
-    stored = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
-    return not isinstance(stored, dict) or not keys(to_plain(ExperimentConfig())) <= keys(stored)
+    text = layout.config.read_text(encoding="utf-8")
+    full = to_plain(from_yaml(ExperimentConfig, text, str(layout.config)))
+    return bool(_differences(full, yaml.safe_load(text)))
 
 
 def _forget_new_run(root: Path, created: bool) -> None:
@@ -333,20 +330,18 @@ def _run_locked(
             f"seed {cfg.run.seed})",
             progress,
         )
-        e = cfg.evaluation
-        external = e.source != "holdout"
-        eval_args = (e.source, e.split, _eval_column(cfg), e.max_stories)
-        if external and not evaluation_ready(*eval_args, layout.data / "eval"):
-            check_evaluation_source(*eval_args)  # its errors before the (long) data preparation
+        spec = _eval_spec(cfg)
+        if spec is not None and not evaluation_ready(spec, layout.data / "eval"):
+            check_evaluation_source(spec)  # its errors before the (long) data preparation
         corpus = prepare(
             cfg.data, layout.data, log=lambda m: _say(m, progress)
         )  # validates the data
         evaluation = (
-            prepare_evaluation(
-                *eval_args, corpus.tokenizer, layout.data / "eval", log=lambda m: _say(m, progress)
+            corpus.holdout
+            if spec is None
+            else prepare_evaluation(
+                spec, corpus.tokenizer, layout.data / "eval", log=lambda m: _say(m, progress)
             )
-            if external
-            else corpus.holdout
         )
         if cfg.model.family == "ngram":  # the model's own limits, before anything is recorded
             from lmcollapse.models import build_model
@@ -362,7 +357,7 @@ def _run_locked(
         corpus = open_prepared(layout.data)
     ctx = _Context(cfg, layout, manifest, corpus, state, progress and main)
     if main:
-        ctx.evaluation = evaluation
+        ctx.evaluation, ctx.eval_set = evaluation, _eval_set(spec, evaluation)
     try:
         if main:
             _reference_row(ctx)
@@ -468,32 +463,31 @@ def _reference_row(ctx: _Context) -> None:
     )
 
 
-def _eval_set(cfg: ExperimentConfig) -> dict[str, Any]:
-    """What metrics.json says about the set perplexity was measured on."""
-    from lmcollapse.data import sources
-    from lmcollapse.data.store import TokenStore, is_store
+def _eval_spec(cfg: ExperimentConfig) -> Any:
+    """The evaluation source as a SourceSpec, or None for D0's holdout."""
+    from lmcollapse.data.sources import SourceSpec
 
     e = cfg.evaluation
     if e.source == "holdout":
+        return None
+    return SourceSpec(e.source, e.split, e.text_column or cfg.data.text_column, e.max_stories)
+
+
+def _eval_set(spec: Any, store: Any) -> dict[str, Any]:
+    """What metrics.json says about the set perplexity was measured on."""
+    from lmcollapse.data import sources
+    from lmcollapse.data.store import is_store
+
+    if spec is None:
         return {"source": "holdout", "split": None, "what": "D0's held-out split"}
-    if is_store(e.source):  # used in place: its checksum shows whether it is the same store
-        store = TokenStore.open(e.source)
-        return {
-            "source": e.source,
-            "split": None,
-            "what": f"token store {e.source}",
-            "checksum": store.meta.get("checksum"),
-        }
-    spec = sources.SourceSpec(e.source, e.split, _eval_column(cfg), e.max_stories)
+    if is_store(spec.source):  # a token store used in place: its checksum shows which
+        what = {"split": None, "what": f"token store {spec.source}"}
+        return {"source": spec.source, **what, "checksum": store.meta.get("checksum")}
     return {
-        "source": e.source,
-        "split": e.split,
+        "source": spec.source,
+        "split": spec.split,
         "what": f"{sources.describe(spec)}, tokenized with the run's tokenizer",
     }
-
-
-def _eval_column(cfg: ExperimentConfig) -> str:
-    return cfg.evaluation.text_column or cfg.data.text_column
 
 
 def _stats_tokens(cfg: ExperimentConfig, corpus: Any) -> int:
@@ -803,7 +797,7 @@ def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, An
         "loss": ppl["loss"],
         "eval_tokens": ppl["tokens"],
         "eval_stories": ppl["stories"],
-        "eval_set": _eval_set(cfg),
+        "eval_set": ctx.eval_set,
         "probes": probes,
         "corpus": stats,
     }

@@ -308,23 +308,22 @@ def choose_tokens(offsets: Any, target: float, rng: np.random.Generator) -> NDAr
     stories, total = len(offsets) - 1, int(offsets[-1])
     if target >= total:
         return np.arange(stories, dtype=np.int64)
+
+    def lengths(idx: NDArray[np.int64]) -> NDArray[np.int64]:
+        return np.asarray(offsets[idx + 1]) - np.asarray(offsets[idx])
+
     if 4 * target >= total:  # a large part of the source: a permutation is as cheap
         order = rng.permutation(stories).astype(np.int64)
+        lens = lengths(order)
     else:  # first occurrences of uniform draws: a uniformly random order without replacement
         mean = total / stories
-        order = np.zeros(0, dtype=np.int64)
-        got = 0.0
-        while got < target:
-            want = int(1.2 * (target - got) / mean) + 16
-            draws = rng.integers(0, stories, size=want)
+        order, lens = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        while lens.sum() < target:  # ends: the whole store holds more than target
+            draws = rng.integers(0, stories, size=int(1.2 * (target - lens.sum()) / mean) + 16)
             _, first = np.unique(draws, return_index=True)
             fresh = draws[np.sort(first)]
             fresh = fresh[~np.isin(fresh, order)]
-            order = np.concatenate([order, fresh])
-            got = float(_tokens_of(offsets, order)) if order.size < stories else float(total)
-            if order.size >= stories:
-                break
-    lens = np.asarray(offsets[order + 1]) - np.asarray(offsets[order])
+            order, lens = np.concatenate([order, fresh]), np.concatenate([lens, lengths(fresh)])
     cum = np.cumsum(lens)
     j = min(int(np.searchsorted(cum, target)), cum.size - 1)  # first prefix reaching target
     if j > 0 and cum[j] - target > target - cum[j - 1]:

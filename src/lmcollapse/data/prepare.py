@@ -245,23 +245,17 @@ def _encode_split(
 
 
 def prepare_evaluation(
-    source: str,
-    split: str,
-    text_column: str,
-    max_stories: int | None,
-    tok: Tok,
-    out_dir: str | Path,
-    *,
-    log: Log | None = None,
+    spec: sources.SourceSpec, tok: Tok, out_dir: str | Path, *, log: Log | None = None
 ) -> TokenStore:
     """A real evaluation set (e.g. TinyStories' validation split) as a token store in out_dir,
-    tokenized with the run's tokenizer in one streamed pass (at most `max_stories` stories);
+    tokenized with the run's tokenizer in one streamed pass (at most spec.num_stories stories);
     reused when it was made from the same source with the same tokenizer. A token-store source
     is used in place, if the run's tokenizer made it.
 
     Raises InvalidInput for a source with no stories, or one the tokenizer does not fit (a store
     made with another tokenizer; text it can only encode as its unknown token)."""
     say = log or (lambda _msg: None)
+    source = spec.source
     if is_store(source):
         store = TokenStore.open(source)
         built_with = store.meta.get("provenance", {}).get("tokenizer")
@@ -273,23 +267,12 @@ def prepare_evaluation(
         if store.num_stories == 0:
             raise InvalidInput(f"evaluation.source {source} has no stories: give another source")
         return store
-    spec = sources.SourceSpec(
-        source=source, split=split, text_column=text_column, num_stories=max_stories
-    )
-    provenance = _evaluation_provenance(source, split, text_column, max_stories)
-    provenance["tokenizer"] = tok.fingerprint()
+    provenance = _evaluation_provenance(spec) | {"tokenizer": tok.fingerprint()}
     out = Path(out_dir)
-    if is_store(out):
-        try:
-            store = TokenStore.open(out)
-        except InvalidInput:  # damaged: made again below
-            store = None
-        if (
-            store is not None
-            and {k: store.meta["provenance"].get(k) for k in provenance} == provenance
-        ):
-            say(f"reusing the evaluation set {out}")
-            return store
+    reused = _store_made_from(out, provenance)
+    if reused is not None:
+        say(f"reusing the evaluation set {out}")
+        return reused
     say(f"evaluation set: {sources.describe(spec)}, tokenized with the run's tokenizer")
     unk = _unknown_id(tok)
     try:
@@ -310,49 +293,48 @@ def prepare_evaluation(
     return TokenStore.open(out)
 
 
-def _evaluation_provenance(
-    source: str, split: str, text_column: str, max_stories: int | None
-) -> dict[str, Any]:
+def _evaluation_provenance(spec: sources.SourceSpec) -> dict[str, Any]:
     return {
         "evaluation": {
-            "source": source,
-            "split": split,
-            "text_column": text_column,
-            "max_stories": max_stories,
+            "source": spec.source,
+            "split": spec.split,
+            "text_column": spec.text_column,
+            "max_stories": spec.num_stories,
         },
         "split": "evaluation",
     }
 
 
-def evaluation_ready(
-    source: str, split: str, text_column: str, max_stories: int | None, out_dir: str | Path
-) -> bool:
+def _store_made_from(path: Path, provenance: dict[str, Any]) -> TokenStore | None:
+    """The finished store at `path` if its provenance says it was made from this (a damaged or
+    unfinished one counts as none: it is made again)."""
+    if not is_store(path):
+        return None
+    try:
+        store = TokenStore.open(path)
+    except InvalidInput:
+        return None
+    made = {k: store.meta["provenance"].get(k) for k in provenance}
+    return store if made == provenance else None
+
+
+def evaluation_ready(spec: sources.SourceSpec, out_dir: str | Path) -> bool:
     """Is out_dir a finished evaluation set of this source (so a resumed run need not read the
     source again — offline, say)? The tokenizer is checked when it is opened."""
-    if is_store(source) or not is_store(out_dir):
+    if is_store(spec.source):
         return False
-    want = _evaluation_provenance(source, split, text_column, max_stories)
-    try:
-        prov = TokenStore.open(out_dir).meta["provenance"]
-    except InvalidInput:
-        return False
-    return {k: prov.get(k) for k in want} == want
+    return _store_made_from(Path(out_dir), _evaluation_provenance(spec)) is not None
 
 
-def check_evaluation_source(
-    source: str, split: str, text_column: str, max_stories: int | None
-) -> int:
+def check_evaluation_source(spec: sources.SourceSpec) -> int:
     """Stories an evaluation source offers (a full pass: every source error surfaces here, before
     a run writes anything)."""
-    if is_store(source):
-        return TokenStore.open(source).num_stories
-    spec = sources.SourceSpec(
-        source=source, split=split, text_column=text_column, num_stories=max_stories
-    )
+    if is_store(spec.source):
+        return TokenStore.open(spec.source).num_stories
     try:
         return sources.count_stories(spec)
     except InvalidInput as exc:
-        raise InvalidInput(f"evaluation.source {source}: {exc}") from None
+        raise InvalidInput(f"evaluation.source {spec.source}: {exc}") from None
 
 
 def _unknown_id(tok: Tok) -> int | None:

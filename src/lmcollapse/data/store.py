@@ -146,7 +146,10 @@ class TokenStoreWriter:
         self._tokens = _NpyAppender(self.partial / "tokens.npy", self.dtype, self._hasher)
         self._offsets = _NpyAppender(self.partial / "offsets.npy", np.dtype(np.int64))
         self._offsets.append(np.zeros(1, dtype=np.int64))
-        self._unfinished = _NpyAppender(self.partial / "unfinished.npy", np.dtype(np.int64))
+        self._cut_hasher = _Crc32()
+        self._unfinished = _NpyAppender(
+            self.partial / "unfinished.npy", np.dtype(np.int64), self._cut_hasher
+        )
         self._buffer: list[NDArray[Any]] = []
         self._lengths: list[int] = []
         self._cut: list[int] = []  # buffered stories (indices into the buffer) that are unfinished
@@ -226,7 +229,6 @@ class TokenStoreWriter:
         self._tokens.close()
         self._offsets.close()
         self._unfinished.close()
-        cut = np.load(self.partial / "unfinished.npy")
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -234,7 +236,7 @@ class TokenStoreWriter:
             "num_tokens": self._tokens.length,
             "num_stories": self._offsets.length - 1,
             "unfinished": self._unfinished.length,
-            "unfinished_checksum": _crc(cut),
+            "unfinished_checksum": self._cut_hasher.hexdigest(),
             "eos_id": self.eos_id,
             "vocab_size": self.vocab_size,
             "checksum": self._hasher.hexdigest(),
@@ -440,6 +442,14 @@ def write_subset(
         for toks, lens, done in src.gather_marked(np.asarray(indices)):
             w.add_flat(toks, lens, done)
     return TokenStore.open(dst)
+
+
+def written(lens: NDArray[np.int64], finished: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """For every token of concatenated stories: did the model write it? False only for the
+    end-of-text separator of each unfinished story (no target, pair or text token)."""
+    keep = np.ones(int(lens.sum()), dtype=bool)
+    keep[(np.cumsum(lens) - 1)[~finished & (lens > 0)]] = False
+    return keep
 
 
 def _crc(arr: NDArray[Any]) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lmcollapse.data.store import TokenStore
+from lmcollapse.data.store import TokenStore, written
 from lmcollapse.errors import InvalidInput
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -153,9 +153,7 @@ def _measure(
     for n in (1, 2, 3):
         codes = _ngrams(tokens, n, vocab, eos)
         stats[f"distinct_{n}"] = float(np.unique(codes).size / codes.size) if codes.size else 0.0
-    written = np.ones(tokens.size, dtype=bool)  # the separators of cut stories are not text
-    written[(np.cumsum(lens) - 1)[~finished & (lens > 0)]] = False
-    uni = np.bincount(tokens[written], minlength=vocab)
+    uni = np.bincount(tokens[written(lens, finished)], minlength=vocab)  # no cut's separator
     p = uni[uni > 0] / uni.sum()
     stats["unigram_entropy"] = float(-(p * np.log2(p)).sum())
     stats["vocab_used"] = int((uni > 0).sum())

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lmcollapse.artifacts import atomic_dir
+from lmcollapse.data.store import written
 from lmcollapse.errors import InvalidInput
 
 FORMAT = "lmcollapse-ngram"
@@ -75,14 +76,6 @@ def _check(order: int, vocab_size: int, eos_id: int, delta: float, smoothing: st
 def _unique_sum(keys: NDArray[np.int64], weights: NDArray[np.float64]) -> tuple[Any, Any]:
     uniq, inverse = np.unique(keys, return_inverse=True)
     return uniq, np.bincount(inverse.ravel(), weights=weights, minlength=uniq.size)
-
-
-def _targets(lens: NDArray[np.int64], finished: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Which tokens of concatenated stories are targets: all but the end-of-text separator of an
-    unfinished story (a cut the sampler made, not an end the model wrote)."""
-    keep = np.ones(int(lens.sum()), dtype=bool)
-    keep[(np.cumsum(lens) - 1)[~finished & (lens > 0)]] = False
-    return keep
 
 
 class NGramModel:
@@ -177,7 +170,7 @@ class NGramModel:
                 )
             for toks, lens, done in store.gather_marked(np.asarray(idx), batch=_GATHER):
                 pair = self.history_keys(toks, lens) * V + np.asarray(toks, dtype=np.int64)
-                pair = pair[_targets(lens, done)]  # no (last → separator) of an unfinished story
+                pair = pair[written(lens, done)]  # no (last → separator) of an unfinished story
                 u, c = np.unique(pair, return_counts=True)
                 pending.append((u, c.astype(np.float64)))
                 if len(pending) >= 16:
@@ -323,7 +316,7 @@ class NGramModel:
             )
         total, count = 0.0, 0
         for toks, lens, done in store.gather_marked(np.arange(n), batch=_GATHER):
-            scored = _targets(lens, done)
+            scored = written(lens, done)
             if not first_token:
                 scored[(np.cumsum(lens) - lens)[lens > 0]] = False
             total -= float(self.story_logprobs(toks, lens)[scored].sum())
@@ -662,25 +655,18 @@ def _truncated_story_counts(model: NGramModel, L: int) -> tuple[CountTable, floa
 
 
 def generated_counts(
-    model: NGramModel,
-    mode: str,
-    stories: float,
-    max_length: int | None = None,
-    *,
-    tokens: float | None = None,
+    model: NGramModel, mode: str, stories: float, max_length: int | None = None
 ) -> CountTable:
     """The counts a generated corpus S_n of `stories` stories contributes, without sampling error.
 
-    `chain`: `stories` times the expected counts of one story of the model's stream (exact); with
-    `tokens`, as many stories as hold that many stored tokens in expectation (paradigm.unit
-    tokens: S_n holds k·|D0| tokens).
+    `chain`: `stories` times the expected counts of one story of the model's stream (exact).
     `paper`: the paper's count form (Eq. 3-4): the corpus carries the model's counts plus its
     error, (N_{h;v} + δ) per pair, times `stories` — here the corpus's size relative to D0
     (|S_n| / |D0|), since the count form is in D0's units.
     """
     if mode == "chain":
-        per_story, length = expected_story_counts(model, max_length)
-        return per_story.scaled(stories if tokens is None else tokens / length)
+        per_story, _ = expected_story_counts(model, max_length)
+        return per_story.scaled(stories)
     if mode == "paper":
         t = table_of(model)
         return CountTable(t.keys, t.values, t.base + model.delta).scaled(stories)
@@ -756,6 +742,7 @@ def expected_corpus(
     scale = generated_scale(paradigm, k)
     if mode != "chain":
         return generated_counts(model, mode, scale, max_length)
-    if d0_tokens is not None:
-        return generated_counts(model, mode, 0.0, max_length, tokens=scale * d0_tokens)
-    return generated_counts(model, mode, scale * d0_stories, max_length)
+    if d0_tokens is None:
+        return generated_counts(model, mode, scale * d0_stories, max_length)
+    per_story, length = expected_story_counts(model, max_length)  # as many stories as hold
+    return per_story.scaled(scale * d0_tokens / length)  # k·|D0| stored tokens in expectation
