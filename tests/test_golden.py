@@ -1,0 +1,222 @@
+"""Golden numbers: small GPT-Neo, `hf` and n-gram runs through `lmcollapse.run`, every metric
+pinned to 1e-9 relative (perplexity, probes and their α*, corpus statistics, compositions,
+training losses, the bridge's error estimates) and every generated corpus to its checksum.
+
+A refactor changes no number: this file was committed before the code it guards was moved, and
+passes unchanged after. `python tests/test_golden.py` rewrites tests/golden/metrics.json, for a
+change that means to change a number (say which, and why, in its commit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics.json"
+
+TINY_NEO = [
+    "data.num_stories=120",
+    "data.tokenizer_vocab_size=600",
+    "model.num_layers=2",
+    "model.hidden_size=16",
+    "model.num_heads=2",
+    "model.max_position_embeddings=64",
+    "model.window_size=16",
+    "training.batch_size=8",
+    "training.micro_batch_size=8",
+    "training.context_length=64",
+    "training.epochs=1",
+    "training.learning_rate=3e-3",
+    "sampling.length=48",
+    "sampling.batch_size=16",
+    "evaluation.context_length=64",
+    "evaluation.max_stories=10",
+    "evaluation.num_samples=2",
+    "evaluation.stats_tokens=2000",
+]
+TINY_NGRAM = [
+    "data.num_stories=200",
+    "data.tokenizer_vocab_size=500",
+    "sampling.batch_size=100",
+    "sampling.length=200",
+    "evaluation.stats_tokens=3000",
+    "evaluation.num_samples=2",
+]
+
+# name -> (preset, overrides)
+CASES: dict[str, tuple[str, list[str]]] = {
+    "neo-replace-stream": (
+        "demo",
+        [*TINY_NEO, "sampling.mode=stream", "sampling.num_sequences=24", "run.generations=2"],
+    ),
+    "neo-accsub-story-early": (
+        "demo",
+        [
+            *TINY_NEO,
+            "paradigm.name=accumulate-subsample",
+            "paradigm.k=0.5",
+            "sampling.mode=story",
+            "sampling.num_sequences=null",
+            "training.early_stopping=true",
+            "training.max_epochs=2",
+            "training.patience=1",
+            "run.generations=3",
+        ],
+    ),
+    "ngram-replace-off": ("ngram-demo", [*TINY_NGRAM, "run.generations=3"]),
+    "ngram-accsub-chain-stories": (
+        "ngram-demo",
+        [
+            *TINY_NGRAM,
+            "paradigm.name=accumulate-subsample",
+            "paradigm.k=1.0",
+            "paradigm.unit=stories",
+            "model.expected_counts=chain",
+            "run.generations=3",
+        ],
+    ),
+    "ngram-mix-paper-stream": (
+        "ngram-demo",
+        [
+            *TINY_NGRAM,
+            "paradigm.name=mix",
+            "paradigm.lam=0.3",
+            "model.expected_counts=paper",
+            "sampling.mode=stream",
+            "sampling.num_sequences=300",
+            "run.generations=3",
+        ],
+    ),
+    "ngram-accumulate-trigram-wb": (
+        "ngram-demo",
+        [
+            *TINY_NGRAM,
+            "paradigm.name=accumulate",
+            "paradigm.k=0.5",
+            "model.order=3",
+            "model.smoothing=witten-bell",
+            "run.generations=3",
+        ],
+    ),
+}
+HF_CASE = "hf-gpt2-replace"
+TIMING = {"seconds", "tokens_per_s", "started", "finished", "updated", "created"}
+
+
+def _hf_overrides(tmp: Path) -> list[str]:
+    """A tiny GPT-2 through the generic `hf` family (its config written locally)."""
+    from transformers import GPT2Config
+
+    GPT2Config(n_embd=16, n_layer=1, n_head=2, n_positions=64).save_pretrained(str(tmp / "gpt2"))
+    return [
+        *TINY_NEO,
+        "model.family=hf",
+        f"model.hf_config={tmp / 'gpt2'}",
+        "sampling.mode=story",
+        "sampling.num_sequences=16",
+        "run.generations=2",
+    ]
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """metrics.json as {dotted key: leaf}, timings left out (they differ from run to run)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            if key not in TIMING:
+                out |= _flatten(value, f"{prefix}{key}.")
+        return out
+    if isinstance(obj, list):
+        out = {}
+        for i, value in enumerate(obj):
+            out |= _flatten(value, f"{prefix}{i}.")
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def _numbers_of(run_dir: Path) -> dict[str, Any]:
+    """Every generation's metrics, flattened, every generated corpus's checksum and (where the
+    theory covers the paradigm) the bridge's estimates."""
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    out: dict[str, Any] = {}
+    for gen in sorted(run_dir.glob("gen_[0-9][0-9][0-9]")):
+        metrics = json.loads((gen / "metrics.json").read_text(encoding="utf-8"))
+        out |= _flatten(metrics, f"{gen.name}.")
+    for n, entry in sorted(manifest["generations"].items()):
+        out[f"gen_{int(n):03d}.corpus_checksum"] = entry["corpus_checksum"]
+    out["epochs"] = manifest["epochs"]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    if config["paradigm"]["name"] != "accumulate":  # the theory's view, as bridge.json has it
+        out |= _flatten(_bridge_json(run_dir)["probes"], "bridge.")
+    return out
+
+
+def _bridge_json(run_dir: Path) -> dict[str, Any]:
+    from click.testing import CliRunner
+
+    from lmcollapse.cli import main
+
+    target = run_dir / "golden-theory"
+    args = ["theory", "--from-run", str(run_dir), "--out", str(target), "--no-figures"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads((target / "bridge.json").read_text(encoding="utf-8"))
+
+
+def _run(name: str, tmp: Path) -> dict[str, Any]:
+    import lmcollapse
+    from lmcollapse.config import ExperimentConfig, resolve
+
+    preset, overrides = CASES[name] if name in CASES else ("demo", _hf_overrides(tmp))
+    cfg = resolve(ExperimentConfig, preset=preset, overrides=overrides)
+    return _numbers_of(lmcollapse.run(cfg, tmp / name, progress=False))
+
+
+def _compare(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    problems = [f"{k}: missing" for k in want if k not in got]
+    problems += [f"{k}: not in the golden file" for k in got if k not in want]
+    for key in sorted(set(got) & set(want)):
+        a, b = got[key], want[key]
+        if isinstance(b, float) and isinstance(a, (int, float)) and not isinstance(a, bool):
+            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+                problems.append(f"{key}: {a!r} != golden {b!r}")
+        elif a != b or type(a) is not type(b):
+            problems.append(f"{key}: {a!r} != golden {b!r}")
+    return problems
+
+
+@pytest.mark.parametrize("name", [*CASES, HF_CASE])
+def test_golden_numbers(name: str, tmp_path: Path) -> None:
+    want = json.loads(GOLDEN.read_text(encoding="utf-8"))[name]
+    problems = _compare(_run(name, tmp_path), want)
+    assert not problems, f"{len(problems)} numbers moved:\n" + "\n".join(problems[:40])
+
+
+def test_the_comparison_catches_a_moved_number() -> None:
+    want = {"a.perplexity": 2.5, "a.count": 3, "a.token": " was"}
+    assert _compare(dict(want), want) == []
+    assert _compare(want | {"a.perplexity": 2.5 * (1 + 1e-8)}, want) != []
+    assert _compare(want | {"a.perplexity": 2.5 * (1 + 1e-11)}, want) == []
+    assert _compare(want | {"a.count": 4}, want) != []
+    assert _compare(want | {"a.extra": 1}, want) != []
+
+
+if __name__ == "__main__":  # rewrite the golden file: python tests/test_golden.py
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import conftest  # noqa: F401  (the tests' offline, single-thread environment)
+
+    golden = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in [*CASES, HF_CASE]:
+            golden[case] = _run(case, Path(tmp))
+            print(case, len(golden[case]), "numbers")
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n", encoding="utf-8")
