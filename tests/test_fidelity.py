@@ -362,7 +362,7 @@ def test_an_old_run_is_read_but_not_continued(tmp_path: Path) -> None:
     assert "another --out" in result.output
     status = CliRunner().invoke(main, ["status", str(out), "--json"])
     assert status.exit_code == 0 and json.loads(status.output)["generations_done"] == [1, 2]
-    from lmcollapse.pipeline import run_config
+    from lmcollapse.rundir import run_config
 
     assert run_config(out).paradigm.unit == "stories"  # what a run of format 1 counted
     # an old run that generated nothing yet continues as a new one

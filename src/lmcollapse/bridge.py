@@ -293,8 +293,7 @@ def from_run(run_dir: str | Any) -> dict[str, Any]:
     import json
     from pathlib import Path
 
-    from lmcollapse.artifacts import RunLayout
-    from lmcollapse.pipeline import completed, read_manifest, run_config
+    from lmcollapse.rundir import RunLayout, completed, read_manifest, run_config
 
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout)

@@ -19,10 +19,7 @@ process evaluates and writes manifests, metrics, figures and the report.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import hashlib
-import json
 import logging
 import math
 import shutil
@@ -33,18 +30,23 @@ from typing import Any
 
 import numpy as np
 
-from lmcollapse import __version__
-from lmcollapse.artifacts import (
-    RUN_FORMAT,
-    RunLayout,
-    RunLock,
-    atomic_write_json,
-    atomic_write_text,
-    csv_text,
-)
-from lmcollapse.config import ExperimentConfig, dump_yaml, from_yaml, to_plain
+from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
+from lmcollapse.config import ExperimentConfig, dump_yaml
 from lmcollapse.data.paradigms import ACCUMULATING, generated_scale
 from lmcollapse.errors import InvalidInput
+from lmcollapse.rundir import (
+    RunLayout,
+    RunLock,
+    completed,
+    config_is_partial,
+    default_out,
+    forget_new_run,
+    load_metrics,
+    metrics_rows,
+    now,
+    sha256_of,
+    start_or_resume,
+)
 
 log = logging.getLogger("lmcollapse")
 
@@ -52,146 +54,11 @@ log = logging.getLogger("lmcollapse")
 # families finish many generations per second; the end of the run always writes them).
 OUTPUT_INTERVAL = 20.0
 
-# Keys that may change between invocations of the same run: its length, where it is, the device.
-RESUMABLE_KEYS = {"run.generations", "run.out", "run.device"}
-
-# 2: generated corpora mark their unfinished stories, and paradigm.unit exists (tokens by
-# default); a run of version 1 is read but not continued.
-RUN_VERSION = 2
-
-
-def default_out(preset: str | None) -> Path:
-    """runs/<preset> (runs/experiment without a preset)."""
-    return Path("runs") / (preset or "experiment")
-
 
 def seed_for(seed: int, generation: int, purpose: str) -> int:
     """A seed for one random choice of one generation, independent of every other one."""
     tag = int.from_bytes(hashlib.blake2b(purpose.encode(), digest_size=4).digest(), "little")
     return int(np.random.SeedSequence([seed, generation, tag]).generate_state(1)[0])
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b)):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-# ----------------------------------------------------------------------------------------------
-# Opening a run directory
-
-
-def read_manifest(layout: RunLayout) -> dict[str, Any]:
-    """The manifest of an existing run; a clear error for anything else."""
-    root = layout.root
-    if not layout.manifest.is_file():
-        raise InvalidInput(f"{root} is not an lmcollapse run (no manifest.json)")
-    try:
-        manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{layout.manifest} is damaged ({exc.__class__.__name__})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
-        raise InvalidInput(f"{root} is not an lmcollapse run (its manifest.json is someone else's)")
-    return manifest
-
-
-def _start_or_resume(
-    cfg: ExperimentConfig, layout: RunLayout, preset: str | None, resume: str
-) -> dict[str, Any]:
-    root = layout.root
-    if root.exists() and not root.is_dir():
-        raise InvalidInput(
-            f"run directory {root} exists and is not a directory: choose another --out"
-        )
-    if layout.manifest.is_file():
-        manifest = read_manifest(layout)
-        if resume == "never":
-            raise InvalidInput(
-                f"{root} already holds a run: use another --out, or --resume auto to continue it"
-            )
-        version = manifest.get("version", 1)
-        if not isinstance(version, int) or version > RUN_VERSION:
-            raise InvalidInput(
-                f"{root} was made by a newer lmcollapse (run format {version}): continue it "
-                f"with that version, or use another --out"
-            )
-        if version < RUN_VERSION:
-            if manifest.get("generations"):
-                raise InvalidInput(
-                    f"{root} was made by lmcollapse {manifest.get('lmcollapse_version', '0.1')},"
-                    " whose generated corpora do not mark cut stories and whose shares count "
-                    "stories: continuing it would mix two procedures, so start it again with "
-                    "another --out (status, report, probe, sample and theory --from-run still "
-                    "read it)"
-                )
-            # nothing generated yet: it continues as a new run (its config is written in full)
-            manifest |= {"version": RUN_VERSION, "lmcollapse_version": __version__}
-        stored = from_yaml(
-            ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
-        )
-        diff = [k for k in _differences(to_plain(stored), to_plain(cfg)) if k not in RESUMABLE_KEYS]
-        if diff:
-            raise InvalidInput(
-                f"{root} was run with another config (differs in: {', '.join(diff)}): "
-                "rerun with the same config, or use another --out"
-            )
-        return manifest
-    if root.exists() and any(root.iterdir()):
-        raise InvalidInput(
-            f"{root} is not empty and not an lmcollapse run (no manifest.json): "
-            "choose another --out"
-        )
-    from lmcollapse.runtime import describe_hardware
-
-    return {
-        "format": RUN_FORMAT,
-        "version": RUN_VERSION,
-        "lmcollapse_version": __version__,
-        "created": _now(),
-        "status": "running",
-        "preset": preset,
-        "seed": cfg.run.seed,
-        "hardware": describe_hardware(),
-        "versions": _versions(),
-        "epochs": None,
-        "generations": {},
-    }
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("torch", "transformers", "tokenizers", "datasets", "accelerate", "numpy"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[name] = md.version(name)
-    return out
-
-
-def completed(manifest: dict[str, Any], layout: RunLayout) -> list[int]:
-    """Generations the manifest records as complete and whose files are there."""
-    done = []
-    for key, entry in manifest.get("generations", {}).items():
-        n = int(key)
-        if entry.get("status") == "complete" and layout.metrics(n).is_file():
-            done.append(n)
-    return sorted(done)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +86,7 @@ class _Context:
 
     def save_manifest(self) -> None:
         if self.main:
-            self.manifest["updated"] = _now()
+            self.manifest["updated"] = now()
             atomic_write_json(self.layout.manifest, self.manifest, indent=None)
 
 
@@ -239,7 +106,7 @@ def run(
     root = Path(out or cfg.run.out or default_out(preset))
     layout = RunLayout(root)
     state = distributed_state(cfg.run.device)
-    manifest = _start_or_resume(cfg, layout, preset, resume)  # validates before any write
+    manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
     created = not root.exists()
     if state.is_main_process:
         try:
@@ -256,35 +123,12 @@ def run(
             return _run_locked(cfg, layout, manifest, state, progress)
         except InvalidInput:
             if state.is_main_process and not layout.manifest.is_file():
-                _forget_new_run(root, created)  # bad input for a new run: leave nothing
+                forget_new_run(root, created)  # bad input for a new run: leave nothing
             raise
         finally:
             if handler is not None:
                 log.removeHandler(handler)
                 handler.close()
-
-
-def _config_is_partial(layout: RunLayout) -> bool:
-    """A config.yaml written by an older version lacks the newer fields (resuming has already
-    checked that their defaults are what this run uses): it is then written in full."""
-    import yaml
-
-    text = layout.config.read_text(encoding="utf-8")
-    full = to_plain(from_yaml(ExperimentConfig, text, str(layout.config)))
-    return bool(_differences(full, yaml.safe_load(text)))
-
-
-def _forget_new_run(root: Path, created: bool) -> None:
-    """Remove what a new run wrote before its input was refused: the directory it created, or
-    everything in the (then empty) directory it was given, so a corrected rerun can start."""
-    if created:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for entry in root.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
 
 
 class _NoLock:
@@ -347,7 +191,7 @@ def _run_locked(
             from lmcollapse.models import build_model
 
             build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
-        if not layout.config.is_file() or _config_is_partial(layout):
+        if not layout.config.is_file() or config_is_partial(layout):
             atomic_write_text(layout.config, dump_yaml(cfg))
         manifest["status"] = "running"
         manifest["generations_planned"] = cfg.run.generations
@@ -512,7 +356,7 @@ def _generation(ctx: _Context, n: int) -> None:
     if ctx.main and gen_dir.exists():
         shutil.rmtree(gen_dir)  # an unfinished attempt: redo it from the start
     state.wait_for_everyone()
-    entry: dict[str, Any] = {"status": "running", "started": _now(), "seconds": {}}
+    entry: dict[str, Any] = {"status": "running", "started": now(), "seconds": {}}
     ctx.manifest["generations"][str(n)] = entry
     ctx.save_manifest()
     _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
@@ -638,10 +482,10 @@ def _generation(ctx: _Context, n: int) -> None:
         entry.update(
             {
                 "status": "complete",
-                "finished": _now(),
-                "model_sha256": _sha256(layout.model(n)),
+                "finished": now(),
+                "model_sha256": sha256_of(layout.model(n)),
                 "corpus_checksum": TokenStore.open(layout.corpus(n)).meta["checksum"],
-                "metrics_sha256": _sha256(layout.metrics(n)),
+                "metrics_sha256": sha256_of(layout.metrics(n)),
             }
         )
         ctx.save_manifest()
@@ -832,69 +676,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-# ----------------------------------------------------------------------------------------------
-# Outputs from metrics files
-
-
-def load_metrics(run_dir: str | Path | RunLayout) -> list[dict[str, Any]]:
-    """Every generation's metrics.json, generation 0 first."""
-    layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
-    out = []
-    for d in sorted(layout.root.glob("gen_[0-9][0-9][0-9]")):
-        m = d / "metrics.json"
-        if m.is_file():
-            out.append(json.loads(m.read_text(encoding="utf-8")))
-    return sorted(out, key=lambda m: m["generation"])
-
-
-def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per generation (what metrics.csv holds)."""
-    rows = []
-    for m in metrics:
-        row: dict[str, Any] = {
-            "generation": m["generation"],
-            "perplexity": m.get("perplexity"),
-            "loss": m.get("loss"),
-        }
-        for i, p in enumerate(m.get("probes", [])):
-            row[f"probe{i}_alpha_x_relative"] = p.get("alpha_x_relative")
-            for v, d in p["next"].items():
-                tag = f"probe{i}_{v.strip() or v}"
-                row[f"{tag}_p_hat"] = d.get("p_hat")
-                row[f"{tag}_truth"] = d.get("truth")
-        for key, value in m.get("corpus", {}).items():
-            row[f"corpus_{key}"] = value
-        row["train_stories"] = m.get("train_stories")
-        row["train_tokens"] = m.get("train_tokens")
-        row.update(_composition_columns(m.get("composition") or {}))
-        if "train" in m:
-            row["train_final_loss"] = m["train"]["losses"][-1] if m["train"]["losses"] else None
-            row["train_tokens_per_s"] = m["train"]["tokens_per_s"]
-        for phase, seconds in m.get("seconds", {}).items():
-            row[f"seconds_{phase}"] = seconds
-        rows.append(row)
-    return rows
-
-
-def _composition_columns(comp: dict[str, Any]) -> dict[str, Any]:
-    """metrics.csv's view of a training set: the real-data shares, stories and tokens of every
-    part (train_<source>_*) and of all generated parts together. Empty for a model that trained
-    on expected counts, not on the drawn stories, and for generation 0."""
-    if not comp.get("parts") or "trained_on" in comp:
-        return {}
-    row: dict[str, Any] = {
-        "real_token_share": comp.get("real_token_share"),
-        "real_story_share": comp.get("real_story_share"),
-    }
-    generated = [p for p in comp["parts"] if p["source"] != "d0"]
-    for name, parts in [(p["source"], [p]) for p in comp["parts"]] + [("generated", generated)]:
-        row[f"train_{name}_stories"] = sum(p["count"] for p in parts)
-        row[f"train_{name}_tokens"] = (
-            sum(p["tokens"] for p in parts) if all("tokens" in p for p in parts) else None
-        )
-    return row
-
-
 def _write_outputs(ctx: _Context) -> None:
     """metrics.csv, figures/ and report.html from the metrics files."""
 
@@ -905,37 +686,6 @@ def _write_outputs(ctx: _Context) -> None:
     atomic_write_text(layout.metrics_csv, csv_text(metrics_rows(load_metrics(layout))))
     write_report([layout.root], layout.report, figures_dir=layout.figures)
     ctx.outputs_cost = time.monotonic() - t0
-
-
-# ----------------------------------------------------------------------------------------------
-# Inspection
-
-
-def status(run_dir: str | Path) -> dict[str, Any]:
-    """What a run directory holds: its status, generations done, timings, latest metrics."""
-    layout = RunLayout(Path(run_dir))
-    manifest = read_manifest(layout)
-    done = completed(manifest, layout)
-    metrics = load_metrics(layout)
-    latest = metrics[-1] if metrics else None
-    planned = manifest.get("generations_planned")
-    return {
-        "run": str(layout.root),
-        "status": manifest.get("status"),
-        "error": manifest.get("error"),
-        "preset": manifest.get("preset"),
-        "created": manifest.get("created"),
-        "updated": manifest.get("updated"),
-        "generations_done": done,
-        "generations_planned": planned,
-        "epochs": manifest.get("epochs"),
-        "seconds": {str(n): manifest["generations"][str(n)].get("seconds") for n in done},
-        "perplexity": {str(m["generation"]): m.get("perplexity") for m in metrics},
-        "latest": None
-        if latest is None
-        else {"generation": latest["generation"], "perplexity": latest.get("perplexity")},
-        "report": str(layout.report) if layout.report.is_file() else None,
-    }
 
 
 def sweep(
@@ -960,45 +710,4 @@ def sweep(
     return dirs, report
 
 
-def collapse_summary(run_dir: str | Path, factor: float = 2.0) -> dict[str, Any]:
-    """When a run's held-out perplexity first exceeded `factor` times generation 1's, and where
-    it ended: the yardstick a sweep compares its runs by."""
-    metrics = [m for m in load_metrics(run_dir) if m["generation"] >= 1]
-    ppl = [(m["generation"], m.get("perplexity")) for m in metrics if m.get("perplexity")]
-    if not ppl:
-        return {"generations": 0, "first": None, "last": None, "onset": None}
-    first = ppl[0][1]
-    onset = next((g for g, v in ppl if v > factor * first), None)
-    return {
-        "generations": len(ppl),
-        "first": first,
-        "last": ppl[-1][1],
-        "onset": onset,
-        "factor": factor,
-    }
-
-
-def run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a run was made with (a run of format 1 counted its shares in
-    stories, whatever today's default unit is)."""
-    import dataclasses
-
-    layout = RunLayout(Path(run_dir))
-    manifest = read_manifest(layout)
-    cfg = from_yaml(ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config))
-    if manifest.get("version", 1) < RUN_VERSION:
-        cfg = dataclasses.replace(cfg, paradigm=dataclasses.replace(cfg.paradigm, unit="stories"))
-    return cfg
-
-
-__all__ = [
-    "collapse_summary",
-    "default_out",
-    "load_metrics",
-    "metrics_rows",
-    "read_manifest",
-    "run",
-    "run_config",
-    "status",
-    "sweep",
-]
+__all__ = ["run", "sampling_context", "seed_for", "sweep"]

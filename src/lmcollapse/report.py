@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmcollapse.artifacts import RunLayout, atomic_write_text
+from lmcollapse.artifacts import atomic_write_text
 from lmcollapse.errors import InvalidInput
+from lmcollapse.rundir import RunLayout, load_metrics, read_manifest
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
@@ -66,8 +67,6 @@ _CAPTIONS = {
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
-    from lmcollapse.pipeline import load_metrics, read_manifest
-
     layout = RunLayout(run_dir)
     manifest = read_manifest(layout)
     metrics = load_metrics(layout)

@@ -41,7 +41,8 @@ def run_cmd(
     trains on its paradigm's mix. Rerun the same command to continue an interrupted run.
     """
     from lmcollapse.config import ExperimentConfig, resolve
-    from lmcollapse.pipeline import run, status
+    from lmcollapse.pipeline import run
+    from lmcollapse.rundir import status
 
     if out is not None and not out.strip():
         raise InvalidInput("--out is empty: name a run directory")
@@ -79,7 +80,8 @@ def sweep_cmd(
     does a smaller k only delay collapse? Every run resumes like `lmcollapse run`.
     """
     from lmcollapse.config import ExperimentConfig, resolve
-    from lmcollapse.pipeline import collapse_summary, sweep
+    from lmcollapse.pipeline import sweep
+    from lmcollapse.rundir import collapse_summary
 
     key, sep, values = assignment.partition("=")
     vals = [v.strip() for v in values.split(",") if v.strip()]
@@ -132,7 +134,7 @@ def report_cmd(runs: tuple[Path, ...], out: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status_cmd(run_dir: Path, as_json: bool) -> None:
     """What a run directory holds: status, generations done, perplexity, timings."""
-    from lmcollapse.pipeline import status
+    from lmcollapse.rundir import status
 
     s = status(run_dir)
     if as_json:
@@ -188,13 +190,12 @@ def probe_cmd(run_dir: Path, context: str, next_: tuple[str, ...], top: int, as_
 
 def probe_run(run_dir: Path, context: str, next_texts: list[str], top: int) -> dict[str, Any]:
     """The probe of every finished generation of a run (what `lmcollapse probe` prints)."""
-    from lmcollapse.artifacts import RunLayout
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.data.stats import count_store_continuations
     from lmcollapse.data.tokenizer import single_token
     from lmcollapse.evaluate.probes import probe
     from lmcollapse.models import load_model
-    from lmcollapse.pipeline import completed, read_manifest
+    from lmcollapse.rundir import RunLayout, completed, read_manifest
 
     if not context:
         raise InvalidInput(
@@ -249,10 +250,10 @@ def sample_cmd(
     """Fresh stories from one generation's model (pure sampling, stopped at end-of-text)."""
     import torch
 
-    from lmcollapse.artifacts import RunLayout
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.models import load_model
-    from lmcollapse.pipeline import completed, read_manifest, run_config, sampling_context
+    from lmcollapse.pipeline import sampling_context
+    from lmcollapse.rundir import RunLayout, completed, read_manifest, run_config
     from lmcollapse.sample import SamplingParams, sample_batch
 
     layout = RunLayout(run_dir)

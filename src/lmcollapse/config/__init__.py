@@ -7,6 +7,7 @@ cfg = resolve(ExperimentConfig, preset="demo", overrides=["paradigm.k=0.5"])
 from lmcollapse.config.core import (
     deep_merge,
     describe_fields,
+    differences,
     dump_yaml,
     field_docs,
     from_plain,
@@ -50,6 +51,7 @@ __all__ = [
     "TrainingConfig",
     "deep_merge",
     "describe_fields",
+    "differences",
     "dump_yaml",
     "field_docs",
     "from_plain",

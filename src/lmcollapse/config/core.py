@@ -100,6 +100,16 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested mappings (plain configs) differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if tp is bool:

@@ -31,7 +31,7 @@ import numpy as np
 
 from lmcollapse import __version__
 from lmcollapse.artifacts import atomic_dir, atomic_write_json, prepare_output_dir
-from lmcollapse.config import DataConfig, to_plain
+from lmcollapse.config import DataConfig, differences, to_plain
 from lmcollapse.data import sources
 from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store
 from lmcollapse.data.tokenizer import Tok, encode_stories, load_tokenizer, train_bpe
@@ -61,16 +61,6 @@ def source_spec(data: DataConfig) -> sources.SourceSpec:
         dedupe=data.dedupe,
         seed=data.seed,
     )
-
-
-def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested mappings differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def holdout_indices(num_stories: int, fraction: float, seed: int) -> np.ndarray:
