@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lmcollapse import theory
+from lmcollapse.config import to_plain
 from lmcollapse.errors import InvalidInput
 
 BRIDGE_PARADIGMS = theory.PARADIGMS  # replace, accumulate-subsample, mix
@@ -188,10 +189,6 @@ def _log_mean(log_values: NDArray[np.float64]) -> float:
     return m + float(np.log(np.exp(finite - m).sum() / log_values.size))
 
 
-def _finite(values: Any) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
-
-
 def bridge(
     p_hat: ArrayLike,
     counts: ArrayLike,
@@ -231,13 +228,13 @@ def bridge(
         "lam": lam,
         "N_x": float(n_i.sum()),
         "alpha_relative": a_tot.tolist(),
-        "alpha_total_log10": _finite(log_alpha / ln10),
-        "alpha_cumulative_log10": _finite(cum / ln10),
+        "alpha_total_log10": to_plain(log_alpha / ln10, json_safe=True),
+        "alpha_cumulative_log10": to_plain(cum / ln10, json_safe=True),
         "real_data_weight": weight.tolist(),
         "real_data_share": _real_shares(p.shape[0], paradigm, k, lam, shares),
         "shares": "measured token shares" if shares and any(shares) else "nominal",
         "rebuild_error": float(np.max(np.abs(y_dir - p / p.sum(axis=1, keepdims=True)))),
-        "distance_to_limit": _finite(np.abs(p - limit).sum(axis=1)),
+        "distance_to_limit": to_plain(np.abs(p - limit).sum(axis=1), json_safe=True),
         "distance_to_truth": np.abs(p - truth.vec).sum(axis=1).tolist(),
         "trend": error_trend(log_alpha=log_alpha) | {"relative": a_tot.tolist()},
         "tokens": {},
@@ -247,7 +244,7 @@ def bridge(
             "id": int(i),
             "truth": float(truth.vec[i]),
             "p_hat": p[:, i].tolist(),
-            "limit": _finite(limit[:, i]),
+            "limit": to_plain(limit[:, i], json_safe=True),
             "alpha_relative": a[:, i].tolist(),
         }
     return result

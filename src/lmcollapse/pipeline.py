@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
-from lmcollapse.config import ExperimentConfig, dump_yaml
+from lmcollapse.config import ExperimentConfig, dump_yaml, to_plain
 from lmcollapse.data.paradigms import ACCUMULATING, generated_scale
 from lmcollapse.errors import InvalidInput
 from lmcollapse.rundir import (
@@ -298,7 +298,7 @@ def _reference_row(ctx: _Context) -> None:
         "train_stories": corpus.d0.num_stories,
         "train_tokens": corpus.d0.num_tokens,
     }
-    atomic_write_json(layout.metrics(0), _jsonable(metrics))
+    atomic_write_json(layout.metrics(0), to_plain(metrics, json_safe=True))
     atomic_write_text(
         layout.samples(0),
         _samples_text(
@@ -478,7 +478,7 @@ def _generation(ctx: _Context, n: int) -> None:
                 "trained_on": f"expected counts ({cfg.model.expected_counts}) in the paradigm's "
                 "exact shares; the sampled stories above were not used",
             }
-        atomic_write_json(layout.metrics(n), _jsonable(metrics))
+        atomic_write_json(layout.metrics(n), to_plain(metrics, json_safe=True))
         entry.update(
             {
                 "status": "complete",
@@ -661,19 +661,6 @@ def _samples_text(store: Any, tok: Any, count: int, seed: int) -> str:
         mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
         parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
     return "\n".join(parts)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
 
 
 def _write_outputs(ctx: _Context) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,15 +94,6 @@ def _first(mask: np.ndarray) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
-def _finite_or_none(x: Any) -> Any:
-    """Nested data with NaN -> None, so the result is valid JSON."""
-    if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite_or_none(v) for v in x]
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def simulate(cfg: TheoryConfig) -> dict[str, Any]:
     """Every scenario's trajectories and summary as plain data (what theory.json holds)."""
     tokens = list(cfg.probe.tokens)
@@ -158,7 +148,7 @@ def simulate(cfg: TheoryConfig) -> dict[str, Any]:
                 "summary": summary,
             }
         )
-    return _finite_or_none(
+    return to_plain(
         {
             "lmcollapse_version": __version__,
             "config": to_plain(cfg),
@@ -172,7 +162,8 @@ def simulate(cfg: TheoryConfig) -> dict[str, Any]:
             "alpha": alpha_h[:g].tolist(),
             "horizon_generations": grid.tolist(),
             "scenarios": results,
-        }
+        },
+        json_safe=True,
     )
 
 

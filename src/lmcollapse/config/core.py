@@ -91,12 +91,25 @@ def _is_config_class(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def to_plain(value: Any) -> Any:
-    """Config object -> YAML-ready dicts, lists and scalars (tuples become lists)."""
+def to_plain(value: Any, *, json_safe: bool = False) -> Any:
+    """Config or result object -> YAML/JSON-ready dicts, lists and scalars: dataclasses become
+    dicts of their fields (a field whose metadata says `omit_none` is left out while None),
+    tuples and arrays lists, numpy scalars Python numbers; with `json_safe`, NaN and ±inf None
+    (JSON has no such numbers). The one conversion configs and typed results are written by."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_plain(getattr(value, f.name), json_safe=json_safe)
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)
+        }
+    if isinstance(value, dict):
+        return {str(k): to_plain(v, json_safe=json_safe) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
-        return [to_plain(v) for v in value]
+        return [to_plain(v, json_safe=json_safe) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy values
+        return to_plain(value.tolist(), json_safe=json_safe)
+    if json_safe and isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
