@@ -419,7 +419,7 @@ def _generation(ctx: _Context, n: int) -> None:
         size["min_tokens"] = max(1, math.ceil(scale * corpus.d0.num_tokens))
     else:
         size["min_stories"] = max(1, math.ceil(scale * corpus.d0.num_stories))
-    params = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+    params = SamplingParams.of(s)
     with torch.no_grad():
         sampled = generate_corpus(
             model,

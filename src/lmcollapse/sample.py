@@ -50,6 +50,11 @@ class SamplingParams:
     top_k: int = 0
     top_p: float = 1.0
 
+    @classmethod
+    def of(cls, sampling: Any) -> SamplingParams:
+        """The draw parameters of a SamplingConfig (config.sampling)."""
+        return cls(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+
     def check(self) -> None:
         """Raise InvalidInput for values that define no distribution."""
         if not self.temperature > 0:

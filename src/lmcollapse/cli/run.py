@@ -276,7 +276,7 @@ def sample_cmd(
         eos_id=tok.eos_id,
         context=sampling_context(cfg, model),
         generator=torch.Generator().manual_seed(seed),
-        params=SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p),
+        params=SamplingParams.of(s),
         stop_at_eos=True,
     )
     finished = [bool(len(r)) and int(r[-1]) == tok.eos_id for r in rows]
