@@ -98,6 +98,18 @@ def theory_figures(result: dict[str, Any]) -> dict[str, bytes]:
     )
     figures["trajectories.png"] = _png(fig)
 
+    _theory_curves(plt, result, idx, figures)
+    return figures
+
+
+def _theory_curves(
+    plt: Any, result: dict[str, Any], idx: list[int], figures: dict[str, bytes]
+) -> None:
+    """convergence.png, k_sweep.png and real_weight.png of a theory result."""
+    tokens, truth, scen = result["tokens"], result["truth"], result["scenarios"]
+    gens = list(range(1, result["generations"] + 1))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    context = result["context"]
     # Convergence to the error-only term up to the horizon, log-log: Replace ~ 1/n when errors
     # do not vanish, Accumulate-Subsample only ~ 1/log n.
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
@@ -146,7 +158,6 @@ def theory_figures(result: dict[str, Any]) -> dict[str, bytes]:
     ax.set_title(f"How much of D0 survives in p̂_n, up to n = {result['horizon']:,}")
     ax.legend(fontsize=8)
     figures["real_weight.png"] = _png(fig)
-    return figures
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,9 +190,27 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
     plt = _pyplot()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figures: dict[str, bytes] = {}
-    multi = len(runs) > 1
+    probes = runs[0][1][0].get("probes", []) if runs and runs[0][1] else []
+    for draw in (
+        _probes_figure,
+        _perplexity_figure,
+        _alpha_figure,
+        _diversity_figure,
+        _lengths_figure,
+    ):
+        draw(plt, colors, runs, probes, figures)
+    return figures
 
-    # Figure 2: p̂_n(v|x) per generation against the corpus truth (dashed), one panel per probe.
+
+def _probes_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """Figure 2: p̂_n(v|x) per generation against the corpus truth (dashed), one panel per probe."""
+    multi = len(runs) > 1
     probes = runs[0][1][0].get("probes", []) if runs and runs[0][1] else []
     if probes:
         fig, axes = plt.subplots(
@@ -214,7 +243,15 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
             ax.legend(fontsize=7)
         figures["probes.png"] = _png(fig, integer_x=True)
 
-    # Figure 3: held-out perplexity per generation.
+
+def _perplexity_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """Figure 3: held-out perplexity per generation."""
     fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
     for ri, (label, metrics) in enumerate(runs):
         xs, ys = _series(metrics, lambda m: m["perplexity"], 1)
@@ -225,7 +262,16 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
     ax.legend(fontsize=8)
     figures["perplexity.png"] = _png(fig, integer_x=True)
 
-    # Remark B.1's minimal error α*_x (in units of N_x), per probe.
+
+def _alpha_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """Remark B.1's minimal error α*_x (in units of N_x), per probe."""
+    multi = len(runs) > 1
     if probes:
         fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
         for ri, (label, metrics) in enumerate(runs):
@@ -246,7 +292,15 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
         ax.legend(fontsize=7)
         figures["alpha.png"] = _png(fig, integer_x=True)
 
-    # Diversity and the tail, generation 0 = D0.
+
+def _diversity_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """Diversity and the tail, generation 0 = D0."""
     panels = [
         ("distinct_1", "distinct-1"),
         ("distinct_2", "distinct-2"),
@@ -269,7 +323,15 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
     fig.suptitle("Diversity and the tail of each generated corpus, against D0 (generation 0)")
     figures["diversity.png"] = _png(fig, integer_x=True)
 
-    # Story length and end-of-text rate.
+
+def _lengths_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """Story length and end-of-text rate."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
     for ri, (label, metrics) in enumerate(runs):
         for ax, key in zip(axes, ("story_length_mean", "eos_rate"), strict=True):
@@ -281,7 +343,6 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
         ax.set_xlabel("generation n (0 = D0)")
     axes[0].legend(fontsize=7)
     figures["lengths.png"] = _png(fig, integer_x=True)
-    return figures
 
 
 def bridge_figure(label: str, result: dict[str, Any]) -> bytes | None:
