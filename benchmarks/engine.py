@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from lmcollapse.data.store import TokenStore, TokenStoreWriter
-from lmcollapse.evaluate.perplexity import perplexity
 from lmcollapse.models import PRESETS, build_model, model_config
 from lmcollapse.sample import sample_batch
 
@@ -213,7 +212,7 @@ def bench_eval(spec: dict[str, Any], scratch: Path) -> dict[str, float]:
     ours_result: dict[str, float] = {}
 
     def eval_ours() -> None:
-        ours_result.update(perplexity(ours, store, context=spec["context"]))
+        ours_result.update(ours.perplexity(store, context=spec["context"]).to_plain())
 
     hf_total = [0.0, 0]
 

@@ -15,14 +15,13 @@ from lmcollapse.data.packing import TrainingSet
 from lmcollapse.data.stats import count_continuations
 from lmcollapse.data.store import TokenStore, TokenStoreWriter
 from lmcollapse.errors import InvalidInput
-from lmcollapse.evaluate.perplexity import perplexity
 from lmcollapse.models import GPTNeo, build_model, load_model, model_config
 from lmcollapse.models.gpt_neo import hf_config
+from lmcollapse.models.torch_lm import TorchLM, draw, next_token_probs
+from lmcollapse.results import PerplexityResult
 from lmcollapse.sample import (
     SamplingParams,
-    draw,
     generate_corpus,
-    next_token_probs,
     sample_batch,
     stories_of,
     to_stories,
@@ -217,9 +216,9 @@ def test_uniform_model_perplexity_is_the_vocabulary_size(tmp_path: Path) -> None
         [*rng.integers(1, 50, int(n)).tolist(), 0] for n in rng.integers(3, 150, 30)
     ]  # some > context
     store = write_store(tmp_path / "h", stories, 50)
-    result = perplexity(model, store, context=32, stride=8)
-    assert result["perplexity"] == pytest.approx(50.0, rel=1e-5)
-    assert result["tokens"] == sum(len(s) for s in stories)  # every token scored exactly once
+    result = model.perplexity(store, context=32, stride=8)
+    assert result.perplexity == pytest.approx(50.0, rel=1e-5)
+    assert result.tokens == sum(len(s) for s in stories)  # every token scored exactly once
 
 
 def test_perplexity_matches_a_per_story_loop(tmp_path: Path) -> None:
@@ -234,7 +233,7 @@ def test_perplexity_matches_a_per_story_loop(tmp_path: Path) -> None:
             logp = torch.log_softmax(model(ids[:, :-1]), -1)[0]
             total -= float(logp.gather(1, ids[0, 1:, None]).sum())
             count += len(s)
-    assert perplexity(model, store, context=64, batch_tokens=100)["loss"] == pytest.approx(
+    assert model.perplexity(store, context=64, batch_tokens=100).loss == pytest.approx(
         total / count, rel=1e-5
     )
 
@@ -257,12 +256,12 @@ def test_probe_and_alpha_match_hand_computation(tmp_path: Path) -> None:
     store = write_store(tmp_path / "d0", [[3, 4, 0], [3, 4, 0], [3, 5, 1, 0], [3, 4, 3, 4, 0]], 10)
     truth = count_continuations(store.iter_chunks(), [3], 10)  # N = (was 4, were 1): N_x = 5
     out = probe(model, ToyTok(), " there", [" was", " were"], truth)
-    assert out["N_x"] == 5 and out["next"][" was"]["truth"] == pytest.approx(0.8)
-    assert out["next"][" was"]["p_hat"] == pytest.approx(0.1)
+    assert out.N_x == 5 and out.next[" was"].truth == pytest.approx(0.8)
+    assert out.next[" was"].p_hat == pytest.approx(0.1)
     # Remark B.1 by hand: α* = max_i (N_i - p̂ N)/p̂ = (4 - 0.5)/0.1 = 35; α_i = p̂(α* + N) - N_i
-    assert out["alpha_x"] == pytest.approx(35.0)
-    assert out["next"][" was"]["alpha"] == pytest.approx(0.0, abs=1e-9)
-    assert out["next"][" were"]["alpha"] == pytest.approx(0.1 * 40 - 1)
+    assert out.alpha_x == pytest.approx(35.0)
+    assert out.next[" was"].alpha == pytest.approx(0.0, abs=1e-9)
+    assert out.next[" were"].alpha == pytest.approx(0.1 * 40 - 1)
     with pytest.raises(InvalidInput, match=r"not one token .* tokenizes as \['4', '9'\]"):
         probe(model, ToyTok(), " there", [" wasn't"], truth)
 
@@ -341,7 +340,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path: Path) -> None:
     model = build_model(TINY_SHAPE, 12, 0)
     result = train(model, TrainingSet.whole(store), cfg, seed=0, holdout=held, progress=False)
     assert result.best_epoch == int(np.argmin(result.holdout_losses)) + 1
-    assert perplexity(model, held, context=32)["loss"] == pytest.approx(
+    assert model.perplexity(held, context=32).loss == pytest.approx(
         min(result.holdout_losses), rel=1e-6
     )
 
@@ -406,7 +405,7 @@ def test_bad_engine_input(tmp_path: Path) -> None:
         sample_batch(model, 1, 0, eos_id=0, context=16, generator=torch.Generator())
     store = write_store(tmp_path / "s", _easy_stories(50), 12)
     with pytest.raises(InvalidInput, match="context 64 exceeds the model's 32 positions"):
-        perplexity(model, store, context=64)
+        model.perplexity(store, context=64)
     with pytest.raises(InvalidInput, match="does not fit the model's"):
         train(
             small(vocab=10),
@@ -523,17 +522,15 @@ def test_fused_loss_over_many_chunks_without_grad_and_under_autocast(monkeypatch
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path, monkeypatch) -> None:
-    import lmcollapse.evaluate.perplexity as pp
-
     store = write_store(tmp_path / "d0", _easy_stories(200), 12)
     losses = iter([3.0, 2.0, 2.5, 2.6, 2.7])
     snapshots = []
 
     def fake_perplexity(model, *_, **__):  # the held-out loss of each epoch, chosen here
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-        return {"loss": next(losses)}
+        return PerplexityResult(next(losses), 0.0, 0, 0)
 
-    monkeypatch.setattr(pp, "perplexity", fake_perplexity)
+    monkeypatch.setattr(TorchLM, "perplexity", fake_perplexity)
     cfg = early_stopping(max_epochs=5)
     torch.manual_seed(0)
     model = build_model(TINY_SHAPE, 12, 0)
@@ -624,7 +621,7 @@ def test_any_hugging_face_causal_lm_through_the_fallback(tmp_path: Path) -> None
     )
     result = train(model, TrainingSet.whole(store), cfg, seed=0, progress=False)
     assert result.losses[0] < np.log(12)
-    assert perplexity(model, store, context=32, max_stories=20)["perplexity"] < 12
+    assert model.perplexity(store, context=32, max_stories=20).perplexity < 12
     rows = sample_batch(
         model.eval(), 3, 10, eos_id=0, context=16, generator=torch.Generator().manual_seed(0)
     )

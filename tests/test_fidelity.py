@@ -104,7 +104,7 @@ def test_ngram_counts_no_pair_into_a_separator(tmp_path: Path) -> None:
     np.testing.assert_array_equal(m.counts([4]), [2, 0, 0, 0, 0, 0])  # 4 → EOS twice
     np.testing.assert_array_equal(m.counts([0]), [0, 0, 0, 3, 0, 0])  # every story starts
     ppl = m.perplexity(store)  # a separator is not scored either: 3 + 2 + 3 targets
-    assert ppl["tokens"] == 8
+    assert ppl.tokens == 8
 
 
 def test_continuations_of_a_store_skip_its_separators(tmp_path: Path) -> None:
@@ -288,9 +288,9 @@ def test_perplexity_on_a_separate_validation_set(tmp_path: Path) -> None:
     store = TokenStore.open(out / "data/eval")
     assert store.num_stories == 40
     model = NGramModel.from_pretrained(out / "gen_001/model")
-    assert m["perplexity"] == pytest.approx(model.perplexity(store)["perplexity"], rel=1e-12)
+    assert m["perplexity"] == pytest.approx(model.perplexity(store).perplexity, rel=1e-12)
     holdout = TokenStore.open(out / "data/holdout")
-    assert m["perplexity"] != pytest.approx(model.perplexity(holdout)["perplexity"], rel=1e-6)
+    assert m["perplexity"] != pytest.approx(model.perplexity(holdout).perplexity, rel=1e-6)
     # the probe truth stays D0's counts
     g0 = json.loads((out / "gen_000/metrics.json").read_text())
     assert g0["probes"][0]["N_x"] > 0
@@ -310,7 +310,7 @@ def test_perplexity_on_a_separate_validation_set(tmp_path: Path) -> None:
     assert rebuilt.num_stories == 40
     m4 = json.loads((out / "gen_004/metrics.json").read_text())
     assert m4["perplexity"] == pytest.approx(
-        NGramModel.from_pretrained(out / "gen_004/model").perplexity(rebuilt)["perplexity"]
+        NGramModel.from_pretrained(out / "gen_004/model").perplexity(rebuilt).perplexity
     )
     default = tmp_path / "default"
     assert _run(default).exit_code == 0
@@ -445,29 +445,28 @@ def test_decay_everything_reading() -> None:
 
 
 def test_first_token_reading(tmp_path: Path) -> None:
-    from lmcollapse.evaluate.perplexity import perplexity
 
     stories = [[3, 4, 0], [5, 0], [3, 3, 4, 0]]
     store = store_of(tmp_path / "s", stories, vocab=6)
     m = NGramModel(6, EOS, order=2, delta=0.5).fit(TrainingSet.whole(store))
     every = m.perplexity(store)
     later = m.perplexity(store, first_token=False)
-    assert every["tokens"] == 9 and later["tokens"] == 6
+    assert every.tokens == 9 and later.tokens == 6
     logp = sum(
         np.log(m.prob(np.array([s[t - 1]]), np.array([s[t]])))[0]
         for s in stories
         for t in range(1, len(s))
     )
-    assert later["loss"] == pytest.approx(-logp / 6, rel=1e-12)
+    assert later.loss == pytest.approx(-logp / 6, rel=1e-12)
     neo = one_layer(6, width=8, positions=8).eval()
-    full = perplexity(neo, store, context=8)
-    skip = perplexity(neo, store, context=8, first_token=False)
+    full = neo.perplexity(store, context=8)
+    skip = neo.perplexity(store, context=8, first_token=False)
     with torch.no_grad():
         first = sum(
             float(torch.log_softmax(neo(torch.tensor([[EOS]]))[0, -1], -1)[s[0]]) for s in stories
         )
-    assert skip["tokens"] == 6 and full["tokens"] == 9
-    assert skip["loss"] * 6 == pytest.approx(full["loss"] * 9 + first, rel=1e-5)
+    assert skip.tokens == 6 and full.tokens == 9
+    assert skip.loss * 6 == pytest.approx(full.loss * 9 + first, rel=1e-5)
 
 
 def test_a_tokenizer_that_does_not_fit_the_evaluation_text_is_refused(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def test_a_table_whose_last_histories_are_empty_works(tmp_path) -> None:
     from_table(m, table_of(m))  # every history 0..5, the top ones without counts
     np.testing.assert_allclose(m.distribution([5]), np.full(6, 1 / 6))
     assert m.distribution([1]).sum() == pytest.approx(1.0)
-    m.save_pretrained(tmp_path / "m")
+    m.save(tmp_path / "m")
     np.testing.assert_array_equal(load_model(tmp_path / "m").distribution([2]), m.distribution([2]))
 
 
@@ -169,7 +169,7 @@ def test_save_and_load_give_the_same_model(tmp_path) -> None:
     data = TrainingSet.whole(store_of(tmp_path / "s", HAND))
     for smoothing in ("additive", "witten-bell"):
         m = NGramModel(5, EOS, order=3, delta=0.3, smoothing=smoothing).fit(data)
-        m.save_pretrained(tmp_path / smoothing)
+        m.save(tmp_path / smoothing)
         back = load_model(tmp_path / smoothing)
         for ctx in ([1], [1, 2], [3, 0]):
             np.testing.assert_array_equal(back.distribution(ctx), m.distribution(ctx))
@@ -184,8 +184,8 @@ def test_perplexity_is_the_mean_story_loss(tmp_path) -> None:
         hist = [EOS, *s[:-1]]
         logp += sum(np.log(m.distribution([h])[v]) for h, v in zip(hist, s, strict=True))
     result = m.perplexity(store)
-    assert result["tokens"] == 9
-    assert result["perplexity"] == pytest.approx(np.exp(-logp / 9), rel=1e-12)
+    assert result.tokens == 9
+    assert result.perplexity == pytest.approx(np.exp(-logp / 9), rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one.
 
 Every artifact the package writes goes through here: write to a temporary file in the same
-directory, flush and fsync it, then os.replace it over the target. No torch, no numpy.
+directory, flush and fsync it, then os.replace it over the target. No torch (numpy only for .npz).
 """
 
 from __future__ import annotations
@@ -113,6 +113,19 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> 
     """Write JSON atomically; NaN/inf are not JSON, so callers must map them to null first.
     indent=None writes one line with the C encoder (for large files rewritten often)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def atomic_write_npz(path: str | Path, arrays: dict[str, Any]) -> Path:
+    """Arrays as one .npz (numpy.savez), written atomically."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:

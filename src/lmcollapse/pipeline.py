@@ -7,11 +7,16 @@ perplexity, probes against the corpus truth with Remark B.1's α*), generates it
 and the next trains on its paradigm's composition of D0 and the S_j. Generation 0 is the
 reference row: D0 itself (the truth of every probe, D0's corpus statistics).
 
-Resume and safety: the run directory records the resolved config and a manifest; a generation
-counts as done only once its metrics are written and the manifest says so, so a run killed at
-any moment (SIGKILL included) redoes at most the generation in progress, and every random choice
-comes from (run.seed, generation, purpose), so a resumed run computes what an uninterrupted one
-does. A lock keeps a second process out; every file is written atomically.
+A generation is a sequence of named stages (`STAGES`): compose → fit → sample → evaluate →
+record, each a function of the run's context and the generation's state. A new stage (say, a
+curation of the sampled corpus) is one more function in that tuple.
+
+Resume and safety: the run directory (lmcollapse.rundir) records the resolved config and a
+manifest; a generation counts as done only once its metrics are written and the manifest says
+so, so a run killed at any moment (SIGKILL included) redoes at most the generation in progress,
+and every random choice comes from (run.seed, generation, purpose), so a resumed run computes
+what an uninterrupted one does. A lock keeps a second process out; every file is written
+atomically.
 
 Under `accelerate launch`, every process trains (DDP) and samples its shard; only the main
 process evaluates and writes manifests, metrics, figures and the report.
@@ -24,16 +29,17 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
-from lmcollapse.config import ExperimentConfig, dump_yaml, to_plain
-from lmcollapse.data.paradigms import ACCUMULATING, generated_scale
+from lmcollapse.artifacts import atomic_write_json, atomic_write_npz, atomic_write_text, csv_text
+from lmcollapse.config import ExperimentConfig, dump_yaml
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import GenerationMetrics, ProbeResult, SampleResult, TrainResult
 from lmcollapse.rundir import (
     RunLayout,
     RunLock,
@@ -42,7 +48,6 @@ from lmcollapse.rundir import (
     default_out,
     forget_new_run,
     load_metrics,
-    metrics_rows,
     now,
     sha256_of,
     start_or_resume,
@@ -61,19 +66,17 @@ def seed_for(seed: int, generation: int, purpose: str) -> int:
     return int(np.random.SeedSequence([seed, generation, tag]).generate_state(1)[0])
 
 
-# ----------------------------------------------------------------------------------------------
-# The loop
-
-
 @dataclass
 class _Context:
+    """What every generation of a run shares."""
+
     cfg: ExperimentConfig
     layout: RunLayout
     manifest: dict[str, Any]
-    corpus: Any  # PreparedCorpus
+    corpus: Any  # data.prepare.PreparedCorpus
     state: Any  # accelerate PartialState
     progress: bool
-    truths: list[Any] | None = None  # one ContinuationCounter per probe (main process)
+    truths: list[Any] = field(default_factory=list)  # a ContinuationCounter per probe (main)
     evaluation: Any = None  # the TokenStore perplexity is measured on (main process)
     eval_set: dict[str, Any] | None = None  # what metrics.json says about it
     reference: Any = None  # evaluate.corpus.Reference (main process)
@@ -88,6 +91,23 @@ class _Context:
         if self.main:
             self.manifest["updated"] = now()
             atomic_write_json(self.layout.manifest, self.manifest, indent=None)
+
+    def say(self, message: str) -> None:
+        _say(message, self.progress)
+
+
+@dataclass
+class Generation:
+    """One generation's state as its stages fill it in."""
+
+    n: int
+    entry: dict[str, Any]  # the manifest's record of this generation
+    composition: Any = None  # data.paradigms.Composition
+    data: Any = None  # data.packing.TrainingSet
+    model: Any = None  # models.base.LanguageModel
+    trained: TrainResult | None = None
+    sampled: SampleResult | None = None
+    metrics: GenerationMetrics | None = None
 
 
 def run(
@@ -158,67 +178,34 @@ def _say(message: str, progress: bool = True) -> None:
 def _run_locked(
     cfg: ExperimentConfig, layout: RunLayout, manifest: dict[str, Any], state: Any, progress: bool
 ) -> Path:
-    from lmcollapse.data.prepare import (
-        check_evaluation_source,
-        evaluation_ready,
-        open_prepared,
-        prepare,
-        prepare_evaluation,
-    )
+    from lmcollapse.data.prepare import open_prepared
+    from lmcollapse.runtime import progress_bar
 
     main = state.is_main_process
+    ctx = _Context(cfg, layout, manifest, None, state, progress and main)
     if main:
-        _say(
-            f"lmcollapse run → {layout.root} ({cfg.paradigm.name}, "
-            f"{cfg.run.generations} generations, "
-            f"seed {cfg.run.seed})",
-            progress,
-        )
-        spec = _eval_spec(cfg)
-        if spec is not None and not evaluation_ready(spec, layout.data / "eval"):
-            check_evaluation_source(spec)  # its errors before the (long) data preparation
-        corpus = prepare(
-            cfg.data, layout.data, log=lambda m: _say(m, progress)
-        )  # validates the data
-        evaluation = (
-            corpus.holdout
-            if spec is None
-            else prepare_evaluation(
-                spec, corpus.tokenizer, layout.data / "eval", log=lambda m: _say(m, progress)
-            )
-        )
-        if cfg.model.family == "ngram":  # the model's own limits, before anything is recorded
-            from lmcollapse.models import build_model
-
-            build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
-        if not layout.config.is_file() or config_is_partial(layout):
-            atomic_write_text(layout.config, dump_yaml(cfg))
-        manifest["status"] = "running"
-        manifest["generations_planned"] = cfg.run.generations
-        atomic_write_json(layout.manifest, manifest, indent=None)
+        _set_up(ctx, progress)
     state.wait_for_everyone()
     if not main:
-        corpus = open_prepared(layout.data)
-    ctx = _Context(cfg, layout, manifest, corpus, state, progress and main)
-    if main:
-        ctx.evaluation, ctx.eval_set = evaluation, _eval_set(spec, evaluation)
+        ctx.corpus = open_prepared(layout.data)
     try:
         if main:
             _reference_row(ctx)
         done = set(completed(manifest, layout))
         todo = [n for n in range(1, cfg.run.generations + 1) if n not in done]
-        bar = _bar(cfg.run.generations, len(done), ctx.progress)
+        bar = progress_bar(
+            cfg.run.generations, "generations", "gen", ctx.progress, initial=len(done), leave=True
+        )
         for n in todo:
             _generation(ctx, n)
             bar.update(1)
         bar.close()
         if main:
-            manifest["status"] = (
-                "complete" if len(completed(manifest, layout)) >= cfg.run.generations else "running"
-            )
+            finished = len(completed(manifest, layout)) >= cfg.run.generations
+            manifest["status"] = "complete" if finished else "running"
             ctx.save_manifest()
             _write_outputs(ctx)
-            _say(f"done: {layout.report}", ctx.progress)
+            ctx.say(f"done: {layout.report}")
     except BaseException as exc:
         if main:
             manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -228,445 +215,288 @@ def _run_locked(
     return layout.root
 
 
-def _bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+def _set_up(ctx: _Context, progress: bool) -> None:
+    """Main process: D0, the evaluation set and the model's limits checked (and made) before
+    anything is recorded; then the config and the manifest."""
+    from lmcollapse.data import prepare as p
+    from lmcollapse.models import check_model
 
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc="generations",
-        unit="gen",
-        disable=not enabled,
-        dynamic_ncols=True,
+    cfg, layout = ctx.cfg, ctx.layout
+    ctx.say(
+        f"lmcollapse run → {layout.root} ({cfg.paradigm.name}, {cfg.run.generations} "
+        f"generations, seed {cfg.run.seed})"
     )
+    spec = p.evaluation_spec(cfg.evaluation, cfg.data)
+    if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
+        p.check_evaluation_source(spec)  # its errors before the (long) data preparation
+    ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say)  # validates the data
+    tok = corpus.tokenizer
+    ctx.evaluation = (
+        corpus.holdout
+        if spec is None
+        else p.prepare_evaluation(spec, tok, layout.data / "eval", log=ctx.say)
+    )
+    ctx.eval_set = p.evaluation_record(spec, ctx.evaluation)
+    check_model(cfg.model, tok.vocab_size, tok.eos_id)
+    if not layout.config.is_file() or config_is_partial(layout):
+        atomic_write_text(layout.config, dump_yaml(cfg))
+    ctx.manifest["status"] = "running"
+    ctx.manifest["generations_planned"] = cfg.run.generations
+    atomic_write_json(layout.manifest, ctx.manifest, indent=None)
 
 
 def _reference_row(ctx: _Context) -> None:
     """Generation 0: D0's probe truth and corpus statistics (recomputed if missing)."""
-    from lmcollapse.data.stats import count_store_continuations
+    from lmcollapse.data.stats import corpus_truth
     from lmcollapse.evaluate.corpus import reference
+    from lmcollapse.evaluate.probes import truth_probe
 
     cfg, layout, corpus = ctx.cfg, ctx.layout, ctx.corpus
     tok = corpus.tokenizer
-    ctx.truths = []
-    probes = []
-    for p in cfg.evaluation.probes:
-        ids = tok.encode(p.context)
-        if not ids:
-            raise InvalidInput(f"probe context {p.context!r} encodes to no token")
-        counter = count_store_continuations(corpus.d0, ids, tok.vocab_size)
-        ctx.truths.append(counter)
-        from lmcollapse.data.tokenizer import single_token
-
-        nxt = {}
-        for v in p.next:
-            i = single_token(tok, v, "probe token")
-            c = int(counter.counts[i])
-            truth = c / counter.n_x if counter.n_x else None
-            nxt[v] = {"id": i, "count": c, "truth": truth, "p_hat": truth, "alpha": 0.0}
-        probes.append(
-            {
-                "context": p.context,
-                "context_tokens": tok.token_strings(ids),
-                "N_x": counter.n_x,
-                "next": nxt,
-                "alpha_x": 0.0,
-                "alpha_x_relative": 0.0,
-            }
-        )
+    ctx.truths = [corpus_truth(corpus.d0, tok, p.context) for p in cfg.evaluation.probes]
+    vocab = cfg.model.vocab_size or tok.vocab_size
     ctx.reference = reference(
         corpus.d0,
-        sample_tokens=_stats_tokens(cfg, corpus),
+        sample_tokens=int(min(cfg.evaluation.stats_tokens, corpus.d0.num_tokens)),
         seed=cfg.run.seed,
-        vocab_size=cfg.model.vocab_size or tok.vocab_size,
+        vocab_size=vocab,
     )
-    vocab = cfg.model.vocab_size or tok.vocab_size
     if not layout.distributions(0).is_file():  # also for a run made before they were recorded
-        _save_arrays(
-            layout.distributions(0),
-            {f"counts_{i}": _padded(c.counts, vocab) for i, c in enumerate(ctx.truths)},
-        )
+        counts = {}
+        for i, truth in enumerate(ctx.truths):
+            counts[f"counts_{i}"] = np.zeros(max(vocab, len(truth.counts)))
+            counts[f"counts_{i}"][: len(truth.counts)] = truth.counts
+        atomic_write_npz(layout.distributions(0), counts)
     if layout.metrics(0).is_file():
         return
-    metrics = {
-        "generation": 0,
-        "what": "D0, the real corpus (the truth every generation is compared with)",
-        "perplexity": None,
-        "loss": None,
-        "probes": probes,
-        "corpus": ctx.reference.stats,
-        "train_stories": corpus.d0.num_stories,
-        "train_tokens": corpus.d0.num_tokens,
-    }
-    atomic_write_json(layout.metrics(0), to_plain(metrics, json_safe=True))
-    atomic_write_text(
-        layout.samples(0),
-        _samples_text(
-            corpus.d0, tok, cfg.evaluation.num_samples, seed_for(cfg.run.seed, 0, "samples")
-        ),
+    metrics = GenerationMetrics(
+        generation=0,
+        what="D0, the real corpus (the truth every generation is compared with)",
+        perplexity=None,
+        loss=None,
+        probes=[
+            truth_probe(tok, p.context, p.next, truth)
+            for p, truth in zip(cfg.evaluation.probes, ctx.truths, strict=True)
+        ],
+        corpus=ctx.reference.stats,
+        train_stories=corpus.d0.num_stories,
+        train_tokens=corpus.d0.num_tokens,
     )
+    atomic_write_json(layout.metrics(0), metrics.to_plain())
+    _write_samples(ctx, 0, corpus.d0)
 
 
-def _eval_spec(cfg: ExperimentConfig) -> Any:
-    """The evaluation source as a SourceSpec, or None for D0's holdout."""
-    from lmcollapse.data.sources import SourceSpec
-
-    e = cfg.evaluation
-    if e.source == "holdout":
-        return None
-    return SourceSpec(e.source, e.split, e.text_column or cfg.data.text_column, e.max_stories)
-
-
-def _eval_set(spec: Any, store: Any) -> dict[str, Any]:
-    """What metrics.json says about the set perplexity was measured on."""
-    from lmcollapse.data import sources
-    from lmcollapse.data.store import is_store
-
-    if spec is None:
-        return {"source": "holdout", "split": None, "what": "D0's held-out split"}
-    if is_store(spec.source):  # a token store used in place: its checksum shows which
-        what = {"split": None, "what": f"token store {spec.source}"}
-        return {"source": spec.source, **what, "checksum": store.meta.get("checksum")}
-    return {
-        "source": spec.source,
-        "split": spec.split,
-        "what": f"{sources.describe(spec)}, tokenized with the run's tokenizer",
-    }
-
-
-def _stats_tokens(cfg: ExperimentConfig, corpus: Any) -> int:
-    """Tokens sampled for corpus statistics: a fixed budget, at most D0's size."""
-    return int(min(cfg.evaluation.stats_tokens, corpus.d0.num_tokens))
+# ----------------------------------------------------------------------------------------------
+# A generation: compose → fit → sample → evaluate → record
 
 
 def _generation(ctx: _Context, n: int) -> None:
-    import torch
-
-    from lmcollapse.data.packing import TrainingSet
-    from lmcollapse.data.paradigms import D0, compose, generated
-    from lmcollapse.data.store import TokenStore
-    from lmcollapse.models import build_model, describe
-    from lmcollapse.runtime import seed_everything
-    from lmcollapse.sample import SamplingParams, generate_corpus
-    from lmcollapse.train import train
-
-    cfg, layout, corpus, state = ctx.cfg, ctx.layout, ctx.corpus, ctx.state
-    tok = corpus.tokenizer
-    gen_dir = layout.generation(n)
+    gen_dir = ctx.layout.generation(n)
     if ctx.main and gen_dir.exists():
         shutil.rmtree(gen_dir)  # an unfinished attempt: redo it from the start
-    state.wait_for_everyone()
-    entry: dict[str, Any] = {"status": "running", "started": now(), "seconds": {}}
-    ctx.manifest["generations"][str(n)] = entry
+    ctx.state.wait_for_everyone()
+    g = Generation(n, {"status": "running", "started": now(), "seconds": {}})
+    ctx.manifest["generations"][str(n)] = g.entry
     ctx.save_manifest()
-    _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
+    ctx.say(f"generation {n}/{ctx.cfg.run.generations}")
+    for stage in STAGES:
+        t0 = time.perf_counter()
+        stage(ctx, g)
+        if stage in TIMED:
+            g.entry["seconds"][TIMED[stage]] = time.perf_counter() - t0
+    ctx.state.wait_for_everyone()
 
-    # What generation n trains on: the paradigm's shares of |D0| (tokens or stories).
-    par = cfg.paradigm
-    accumulating = par.name in ACCUMULATING
-    needed = range(1, n) if accumulating else range(max(1, n - 1), n)  # what the paradigm reads
-    sources = {D0: corpus.d0} | {generated(j): TokenStore.open(layout.corpus(j)) for j in needed}
-    comp, chosen = compose(
+
+def compose(ctx: _Context, g: Generation) -> None:
+    """What generation n trains on: the paradigm's shares of |D0| (tokens or stories)."""
+    from lmcollapse.data import paradigms
+    from lmcollapse.data.packing import TrainingSet
+    from lmcollapse.data.store import TokenStore
+
+    par, n = ctx.cfg.paradigm, g.n
+    needed = range(1, n) if par.name in paradigms.ACCUMULATING else range(max(1, n - 1), n)
+    stores = {paradigms.D0: ctx.corpus.d0} | {
+        paradigms.generated(j): TokenStore.open(ctx.layout.corpus(j)) for j in needed
+    }
+    g.composition, chosen = paradigms.compose(
         par.name,
         n,
-        sources,
+        stores,
         unit=par.unit,
-        seed=seed_for(cfg.run.seed, n, "composition"),
+        seed=seed_for(ctx.cfg.run.seed, n, "composition"),
         k=par.k,
         lam=par.lam,
     )
-    data = TrainingSet(
-        [sources[p.source] for p in comp.parts], [chosen[p.source] for p in comp.parts]
-    )
+    parts = g.composition.parts
+    g.data = TrainingSet([stores[p.source] for p in parts], [chosen[p.source] for p in parts])
 
-    # Train a fresh model.
-    t0 = time.perf_counter()
+
+def fit(ctx: _Context, g: Generation) -> None:
+    """A fresh model, fitted by its family; saved by the main process."""
+    from lmcollapse.models import build_model, family_of
+    from lmcollapse.models.base import FitJob
+    from lmcollapse.runtime import seed_everything
+
+    cfg, corpus, n = ctx.cfg, ctx.corpus, g.n
     seed_everything(seed_for(cfg.run.seed, n, "init"))
-    model = build_model(cfg.model, tok.vocab_size, tok.eos_id)
-    if n == 1 and cfg.model.family != "ngram":
-        text = describe(model) if hasattr(model, "transformer") else f"model: {cfg.model.hf_config}"
-        _say(text, ctx.progress)
-    if cfg.model.family == "ngram":
-        result = _train_ngram(ctx, n, model, data)
-    else:
-        early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
-        result = train(
-            model,
-            data,
-            cfg.training,
-            seed=seed_for(cfg.run.seed, n, "data"),
-            holdout=corpus.holdout if early else None,
-            epochs=ctx.manifest.get("epochs"),
-            device=cfg.run.device,
-            progress=ctx.progress,
-        )
-        if early:
-            ctx.manifest["epochs"] = result.best_epoch or result.epochs
-    entry["seconds"]["train"] = time.perf_counter() - t0
+    g.model = build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
+    early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
+    job = FitJob(
+        cfg,
+        n,
+        g.data,
+        corpus.d0,
+        seed=seed_for(cfg.run.seed, n, "data"),
+        holdout=corpus.holdout if early else None,
+        epochs=ctx.manifest.get("epochs"),
+        generation_dir=ctx.layout.generation,
+        progress=ctx.progress,
+    )
+    g.trained = family_of(cfg.model.family).fit(g.model, job)
+    if early:
+        ctx.manifest["epochs"] = g.trained.best_epoch or g.trained.epochs
+    if n == 1:
+        ctx.say(g.model.describe())
     if ctx.main:
-        model.save_pretrained(layout.model(n))
-    state.wait_for_everyone()
+        g.model.save(ctx.layout.model(n))
+    ctx.state.wait_for_everyone()
 
-    # Generate S_n.
-    t0 = time.perf_counter()
-    model.eval()
-    s = cfg.sampling
+
+def sample(ctx: _Context, g: Generation) -> None:
+    """Generate S_n: k·|D0| per generation in the paradigm's unit (or sampling.num_sequences)."""
+    from lmcollapse.data.paradigms import generated_scale
+    from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
+
+    cfg, d0, s = ctx.cfg, ctx.corpus.d0, ctx.cfg.sampling
     scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
-    size: dict[str, int] = {}  # k·|D0| per generation, in the paradigm's unit
+    size: dict[str, int] = {}
     if s.num_sequences is not None:
         size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))
     elif cfg.paradigm.unit == "tokens":
-        size["min_tokens"] = max(1, math.ceil(scale * corpus.d0.num_tokens))
+        size["min_tokens"] = max(1, math.ceil(scale * d0.num_tokens))
     else:
-        size["min_stories"] = max(1, math.ceil(scale * corpus.d0.num_stories))
-    params = SamplingParams.of(s)
-    with torch.no_grad():
-        sampled = generate_corpus(
-            model,
-            layout.corpus(n),
-            **size,
-            length=s.length,
-            batch_size=s.batch_size,
-            context=sampling_context(cfg, model),
-            eos_id=tok.eos_id,
-            vocab_size=model.shape.vocab_size,
-            seed=seed_for(cfg.run.seed, n, "sample"),
-            mode=s.mode,
-            params=params,
-            provenance={"generation": n},
-            progress=ctx.progress,
-        )
-    entry["seconds"]["sample"] = time.perf_counter() - t0
-    state.wait_for_everyone()
-
-    # Evaluate (main process), write, mark complete.
-    if ctx.main:
-        t0 = time.perf_counter()
-        metrics = _evaluate(ctx, n, model, TokenStore.open(layout.corpus(n)))
-        entry["seconds"]["evaluate"] = time.perf_counter() - t0
-        metrics.update(
-            {
-                "train": {
-                    "epochs": result.epochs,
-                    "steps": result.steps,
-                    "tokens": result.tokens,
-                    "seconds": result.seconds,
-                    "tokens_per_s": result.tokens_per_second,
-                    "losses": result.losses,
-                    "holdout_losses": result.holdout_losses,
-                    "best_epoch": result.best_epoch,
-                },
-                "train_stories": data.num_stories,
-                "train_tokens": data.num_tokens,
-                "composition": comp.to_dict(),
-                "sample": {
-                    "sequences": sampled.sequences,
-                    "tokens": sampled.tokens,
-                    "stories": sampled.stories,
-                    "unfinished": sampled.unfinished,
-                    "seconds": sampled.seconds,
-                    "tokens_per_s": sampled.tokens_per_second,
-                },
-                "seconds": entry["seconds"],
-            }
-        )
-        if cfg.model.family == "ngram" and cfg.model.expected_counts != "off" and n > 1:
-            metrics["train_tokens"] = result.tokens  # the expected counts' total, not a sample
-            metrics["train_stories"] = None
-            metrics["composition"] = {
-                **metrics["composition"],
-                "trained_on": f"expected counts ({cfg.model.expected_counts}) in the paradigm's "
-                "exact shares; the sampled stories above were not used",
-            }
-        atomic_write_json(layout.metrics(n), to_plain(metrics, json_safe=True))
-        entry.update(
-            {
-                "status": "complete",
-                "finished": now(),
-                "model_sha256": sha256_of(layout.model(n)),
-                "corpus_checksum": TokenStore.open(layout.corpus(n)).meta["checksum"],
-                "metrics_sha256": sha256_of(layout.metrics(n)),
-            }
-        )
-        ctx.save_manifest()
-        if time.monotonic() - ctx.outputs_at >= max(OUTPUT_INTERVAL, 10 * ctx.outputs_cost):
-            _write_outputs(ctx)  # the run's end writes them in any case
-        ppl = metrics["perplexity"]
-        _say(
-            f"generation {n}: held-out perplexity {ppl:.2f}; "
-            + "; ".join(
-                f"p̂({v!r}|{p['context']!r}) = {d['p_hat']:.3f} (truth {d['truth']:.3f})"
-                for p in metrics["probes"]
-                for v, d in p["next"].items()
-                if d.get("truth") is not None
-            ),
-            ctx.progress,
-        )
-    state.wait_for_everyone()
+        size["min_stories"] = max(1, math.ceil(scale * d0.num_stories))
+    g.sampled = generate_corpus(
+        g.model,
+        ctx.layout.corpus(g.n),
+        **size,
+        length=s.length,
+        batch_size=s.batch_size,
+        context=sampling_context(cfg, g.model),
+        eos_id=ctx.corpus.tokenizer.eos_id,
+        vocab_size=g.model.shape.vocab_size,
+        seed=seed_for(cfg.run.seed, g.n, "sample"),
+        mode=s.mode,
+        params=SamplingParams.of(s),
+        provenance={"generation": g.n},
+        progress=ctx.progress,
+    )
+    ctx.state.wait_for_everyone()
 
 
-def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
-    """Count generation n's training set — or, in an expected-counts mode, build its counts from
-    the earlier generations' expected corpora (footnote 3: no sampling error)."""
-    from lmcollapse.models import ngram
-    from lmcollapse.train import TrainResult
-
-    cfg, layout = ctx.cfg, ctx.layout
-    t0 = time.perf_counter()
-    mode = cfg.model.expected_counts
-    if mode == "off" or n == 1:
-        model.fit(data)
-    else:
-        ngram.from_table(model, _expected_training_table(ctx, n))
-    if mode != "off":
-        cap = cfg.sampling.length if cfg.sampling.mode == "story" else None  # story mode: exact
-        d0 = ctx.corpus.d0
-        full = ngram.expected_corpus(
-            model,
-            mode,
-            cfg.paradigm.name,
-            cfg.paradigm.k,
-            d0.num_stories,
-            d0.num_tokens if cfg.paradigm.unit == "tokens" else None,
-            cap,
-        )
-        if n == 1:  # D0's counts are stored once, with generation 1's
-            cumulative, d0 = full, ngram.table_of(model)
-        else:
-            _, before, _ = _load_expected(layout, n - 1)
-            cumulative, d0 = before + full, None
-        _save_expected(layout, n, full, cumulative, d0)
-    if n == 1:
-        _say(model.describe(), ctx.progress)
-    tokens = round(float(model.values.sum() + model.base.sum() * model.vocab_size))
-    return TrainResult(epochs=1, steps=0, tokens=tokens, seconds=time.perf_counter() - t0)
-
-
-def _padded(counts: Any, size: int) -> np.ndarray:
-    out = np.zeros(max(size, len(counts)))
-    out[: len(counts)] = counts
-    return out
-
-
-def _save_arrays(path: Path, arrays: dict[str, Any]) -> None:
-    """An .npz written atomically."""
-    import io
-
-    from lmcollapse.artifacts import atomic_path
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-
-
-def _save_expected(layout: RunLayout, n: int, full: Any, cumulative: Any, d0: Any) -> None:
-    """S_n's expected counts and their running sum (D0's counts only with generation 1)."""
-    arrays = {
-        "keys": full.keys,
-        "values": full.values,
-        "base": full.base,
-        "cum_values": cumulative.values,
-        "cum_base": cumulative.base,
-    }
-    if d0 is not None:
-        arrays |= {"d0_values": d0.values, "d0_base": d0.base}
-    _save_arrays(layout.generation(n) / "expected_counts.npz", arrays)
-
-
-def _load_expected(layout: RunLayout, n: int) -> tuple[Any, Any, Any]:
-    """(S_n's expected counts, their sum over generations 1..n, D0's counts)."""
-    from lmcollapse.models.ngram import CountTable
-
-    with np.load(layout.generation(n) / "expected_counts.npz") as z:
-        keys = z["keys"]
-        full = CountTable(keys, z["values"], z["base"])
-        cumulative = CountTable(keys, z["cum_values"], z["cum_base"])
-    with np.load(layout.generation(1) / "expected_counts.npz") as z:
-        d0 = CountTable(keys, z["d0_values"], z["d0_base"])
-    return full, cumulative, d0
-
-
-def _expected_training_table(ctx: _Context, n: int) -> Any:
-    """Generation n's training counts from the expected corpora, in the paradigm's shares."""
-    from lmcollapse.models.ngram import training_table
-
-    p = ctx.cfg.paradigm
-    last, cumulative, d0 = _load_expected(ctx.layout, n - 1)
-    return training_table(p.name, n, d0, last, cumulative, p.k, p.lam)
-
-
-def sampling_context(cfg: ExperimentConfig, model: Any) -> int:
-    """How many tokens the model sees when sampling: Algorithm 1's queue of training.context_length
-    tokens, or (sampling.slide false) the whole sequence."""
-    if cfg.sampling.slide:
-        return min(cfg.training.context_length, model.shape.max_positions)
-    return min(cfg.sampling.length + 1, model.shape.max_positions)
-
-
-def _evaluate(ctx: _Context, n: int, model: Any, generated: Any) -> dict[str, Any]:
+def evaluate(ctx: _Context, g: Generation) -> None:
+    """Main process: held-out perplexity, probes (with p̂_n(·|x) saved whole), corpus
+    statistics of S_n, samples."""
+    if not ctx.main:
+        return
+    from lmcollapse.data.store import TokenStore
     from lmcollapse.evaluate.corpus import corpus_stats
-    from lmcollapse.evaluate.perplexity import perplexity
     from lmcollapse.evaluate.probes import probe
 
-    cfg, corpus = ctx.cfg, ctx.corpus
+    cfg, tok, model, n = ctx.cfg, ctx.corpus.tokenizer, g.model, g.n
     e = cfg.evaluation
-    context = min(e.context_length, model.shape.max_positions)
-    ppl = perplexity(
-        model,
+    ppl = model.perplexity(
         ctx.evaluation,
-        context=context,
+        context=min(e.context_length, model.shape.max_positions),
         stride=e.perplexity_stride,
         max_stories=e.max_stories,
         first_token=e.score_first_token,
     )
-    from lmcollapse.evaluate.probes import next_token_distribution
-
-    dists = [next_token_distribution(model, corpus.tokenizer.encode(p.context)) for p in e.probes]
-    probes = [
-        probe(model, corpus.tokenizer, p.context, p.next, truth, top_k=10, distribution=d)
-        for p, truth, d in zip(e.probes, ctx.truths or [], dists, strict=True)
+    dists = model.next_token_distributions([tok.encode(p.context) for p in e.probes])
+    probes: list[ProbeResult] = [
+        probe(model, tok, p.context, p.next, truth, top_k=10, distribution=d)
+        for p, truth, d in zip(e.probes, ctx.truths, dists, strict=True)
     ]
-    _save_arrays(ctx.layout.distributions(n), {f"p_hat_{i}": d for i, d in enumerate(dists)})
-    stats = corpus_stats(generated, ctx.reference, seed=seed_for(cfg.run.seed, n, "stats"))
-    atomic_write_text(
-        ctx.layout.samples(n),
-        _samples_text(
-            generated, corpus.tokenizer, e.num_samples, seed_for(cfg.run.seed, n, "samples")
-        ),
+    atomic_write_npz(ctx.layout.distributions(n), {f"p_hat_{i}": d for i, d in enumerate(dists)})
+    generated = TokenStore.open(ctx.layout.corpus(n))
+    g.metrics = GenerationMetrics(
+        generation=n,
+        perplexity=ppl.perplexity,
+        loss=ppl.loss,
+        eval_tokens=ppl.tokens,
+        eval_stories=ppl.stories,
+        eval_set=ctx.eval_set,
+        probes=probes,
+        corpus=corpus_stats(generated, ctx.reference, seed=seed_for(cfg.run.seed, n, "stats")),
+        train_stories=g.data.num_stories,
+        train_tokens=g.data.num_tokens,
     )
-    return {
-        "generation": n,
-        "perplexity": ppl["perplexity"],
-        "loss": ppl["loss"],
-        "eval_tokens": ppl["tokens"],
-        "eval_stories": ppl["stories"],
-        "eval_set": ctx.eval_set,
-        "probes": probes,
-        "corpus": stats,
-    }
+    _write_samples(ctx, n, generated)
 
 
-def _samples_text(store: Any, tok: Any, count: int, seed: int) -> str:
-    """A few whole stories of a corpus, chosen by seed (Table 1)."""
-    if count == 0 or store.num_stories == 0:
-        return ""
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(store.num_stories, size=min(count, store.num_stories), replace=False))
+def record(ctx: _Context, g: Generation) -> None:
+    """Main process: metrics.json, then the manifest marks the generation complete."""
+    if not ctx.main:
+        return
+    from lmcollapse.data.store import TokenStore
+
+    m, layout, n = g.metrics, ctx.layout, g.n
+    assert m is not None and g.trained is not None and g.sampled is not None
+    m.train, m.sample = g.trained.record(), g.sampled.record()
+    m.composition, m.seconds = g.composition.to_dict(), g.entry["seconds"]
+    if g.trained.trained_on is not None:  # the family fitted on something else (expected counts)
+        m.train_tokens, m.train_stories = g.trained.tokens, None
+        m.composition["trained_on"] = g.trained.trained_on
+    atomic_write_json(layout.metrics(n), m.to_plain())
+    g.entry.update(
+        {
+            "status": "complete",
+            "finished": now(),
+            "model_sha256": sha256_of(layout.model(n)),
+            "corpus_checksum": TokenStore.open(layout.corpus(n)).meta["checksum"],
+            "metrics_sha256": sha256_of(layout.metrics(n)),
+        }
+    )
+    ctx.save_manifest()
+    if time.monotonic() - ctx.outputs_at >= max(OUTPUT_INTERVAL, 10 * ctx.outputs_cost):
+        _write_outputs(ctx)  # the run's end writes them in any case
+    ctx.say(
+        f"generation {n}: held-out perplexity {m.perplexity:.2f}; "
+        + "; ".join(
+            f"p̂({v!r}|{p.context!r}) = {d.p_hat:.3f} (truth {d.truth:.3f})"
+            for p in m.probes
+            for v, d in p.next.items()
+            if d.truth is not None
+        )
+    )
+
+
+Stage = Callable[[_Context, Generation], None]
+STAGES: tuple[Stage, ...] = (compose, fit, sample, evaluate, record)
+TIMED: dict[Stage, str] = {fit: "train", sample: "sample", evaluate: "evaluate"}
+
+
+def _write_samples(ctx: _Context, n: int, store: Any) -> None:
+    """A few whole stories of generation n's corpus (D0 for n = 0), chosen by seed (Table 1)."""
+    count, tok = ctx.cfg.evaluation.num_samples, ctx.corpus.tokenizer
     parts = []
-    for i, done in zip(idx, store.finished(idx), strict=True):
-        ids = store.story(int(i)).tolist()
-        ended = bool(ids) and ids[-1] == tok.eos_id
-        text = tok.decode(ids[:-1] if ended else ids).strip()
-        mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
-        parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
-    return "\n".join(parts)
+    if count and store.num_stories:
+        rng = np.random.default_rng(seed_for(ctx.cfg.run.seed, n, "samples"))
+        size = min(count, store.num_stories)
+        idx = np.sort(rng.choice(store.num_stories, size=size, replace=False))
+        for i, done in zip(idx, store.finished(idx), strict=True):
+            ids = store.story(int(i)).tolist()
+            ended = bool(ids) and ids[-1] == tok.eos_id
+            text = tok.decode(ids[:-1] if ended else ids).strip()
+            mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
+            parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
+    atomic_write_text(ctx.layout.samples(n), "\n".join(parts))
 
 
 def _write_outputs(ctx: _Context) -> None:
     """metrics.csv, figures/ and report.html from the metrics files."""
-
     from lmcollapse.report import write_report
+    from lmcollapse.rundir import metrics_rows
 
     layout = ctx.layout
     t0 = ctx.outputs_at = time.monotonic()
@@ -697,4 +527,4 @@ def sweep(
     return dirs, report
 
 
-__all__ = ["run", "sampling_context", "seed_for", "sweep"]
+__all__ = ["STAGES", "Generation", "run", "seed_for", "sweep"]

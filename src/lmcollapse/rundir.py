@@ -284,54 +284,9 @@ def load_metrics(run_dir: str | Path | RunLayout) -> list[dict[str, Any]]:
 
 def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per generation (what metrics.csv holds)."""
-    rows = []
-    for m in metrics:
-        row: dict[str, Any] = {
-            "generation": m["generation"],
-            "perplexity": m.get("perplexity"),
-            "loss": m.get("loss"),
-        }
-        for i, p in enumerate(m.get("probes", [])):
-            row[f"probe{i}_alpha_x_relative"] = p.get("alpha_x_relative")
-            for v, d in p["next"].items():
-                tag = f"probe{i}_{v.strip() or v}"
-                row[f"{tag}_p_hat"] = d.get("p_hat")
-                row[f"{tag}_truth"] = d.get("truth")
-        for key, value in m.get("corpus", {}).items():
-            row[f"corpus_{key}"] = value
-        row["train_stories"] = m.get("train_stories")
-        row["train_tokens"] = m.get("train_tokens")
-        row.update(_composition_columns(m.get("composition") or {}))
-        if "train" in m:
-            row["train_final_loss"] = m["train"]["losses"][-1] if m["train"]["losses"] else None
-            row["train_tokens_per_s"] = m["train"]["tokens_per_s"]
-        for phase, seconds in m.get("seconds", {}).items():
-            row[f"seconds_{phase}"] = seconds
-        rows.append(row)
-    return rows
+    from lmcollapse.results import GenerationMetrics
 
-
-def _composition_columns(comp: dict[str, Any]) -> dict[str, Any]:
-    """metrics.csv's view of a training set: the real-data shares, stories and tokens of every
-    part (train_<source>_*) and of all generated parts together. Empty for a model that trained
-    on expected counts, not on the drawn stories, and for generation 0."""
-    if not comp.get("parts") or "trained_on" in comp:
-        return {}
-    row: dict[str, Any] = {
-        "real_token_share": comp.get("real_token_share"),
-        "real_story_share": comp.get("real_story_share"),
-    }
-    generated = [p for p in comp["parts"] if p["source"] != "d0"]
-    for name, parts in [(p["source"], [p]) for p in comp["parts"]] + [("generated", generated)]:
-        row[f"train_{name}_stories"] = sum(p["count"] for p in parts)
-        row[f"train_{name}_tokens"] = (
-            sum(p["tokens"] for p in parts) if all("tokens" in p for p in parts) else None
-        )
-    return row
-
-
-# ----------------------------------------------------------------------------------------------
-# Inspection
+    return [GenerationMetrics.from_plain(m).row() for m in metrics]
 
 
 def status(run_dir: str | Path) -> dict[str, Any]:

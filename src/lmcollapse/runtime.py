@@ -98,12 +98,21 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
-    """A tqdm bar for one phase (train, sample), off on non-main processes and when asked."""
+def progress_bar(
+    total: int | None, desc: str, unit: str, enabled: bool, *, initial: int = 0, leave: bool = False
+) -> Any:
+    """A tqdm bar for one phase (train, sample; the run's generations with leave=True), off on
+    non-main processes and when asked."""
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        dynamic_ncols=True,
+        leave=leave,
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,26 +27,8 @@ from lmcollapse.config import TrainingConfig
 from lmcollapse.data.packing import TrainingSet
 from lmcollapse.data.store import TokenStore
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import TrainResult
 from lmcollapse.runtime import make_accelerator
-
-
-@dataclass
-class TrainResult:
-    """What a training run did."""
-
-    epochs: int
-    steps: int
-    tokens: int
-    seconds: float
-    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
-    holdout_losses: list[float] = field(default_factory=list)  # per epoch, when evaluated
-    best_epoch: int | None = None
-    final_lr: float | None = None  # the learning rate after the last optimizer step
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Training throughput over the whole run."""
-        return self.tokens / self.seconds if self.seconds else 0.0
 
 
 def param_groups(
@@ -105,50 +86,16 @@ def train(
     has not improved for cfg.patience epochs; the best weights are kept and best_epoch is set.
     max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
     """
-    from lmcollapse.evaluate.perplexity import perplexity
     from lmcollapse.runtime import num_processes, progress_bar
 
     world = num_processes()
-    micro = cfg.micro_batch_size
-    if cfg.batch_size % (micro * world):
-        raise InvalidInput(
-            f"training.batch_size={cfg.batch_size} is not a multiple of micro_batch_size × "
-            f"processes = {micro} × {world}"
-        )
-    accum = cfg.batch_size // (micro * world)
-    shape = getattr(model, "shape", None)
-    if shape is not None and data.vocab_size > shape.vocab_size:
-        raise InvalidInput(
-            f"the data's vocabulary ({data.vocab_size}) does not fit the model's "
-            f"({shape.vocab_size}): set model.vocab_size to at least the tokenizer's"
-        )
-    if shape is not None and cfg.context_length > shape.max_positions:
-        raise InvalidInput(
-            f"training.context_length={cfg.context_length} exceeds the model's "
-            f"{shape.max_positions} positions"
-        )
+    accum = _check(model, data, cfg, world)
     torch.manual_seed(seed)  # dropout, if the architecture has any
     acc = make_accelerator(cfg.precision, device, accum)
-    early = cfg.early_stopping and holdout is not None
+    early = _EarlyStopping(cfg.patience) if cfg.early_stopping and holdout is not None else None
     n_epochs = cfg.max_epochs if early else (epochs or cfg.epochs)
-
-    def epoch_blocks(epoch: int) -> torch.utils.data.Dataset:
-        # Whole optimizer steps only: every step averages exactly batch_size blocks, split evenly
-        # over the processes (the leftover blocks, fewer than one batch, wait for the next epoch's
-        # shuffle). A partial step would weigh its blocks differently.
-        blocks = data.blocks(cfg.context_length, seed=seed + epoch, eos_targets=cfg.eos_target)
-        usable = len(blocks) // cfg.batch_size * cfg.batch_size
-        if usable == 0:
-            raise InvalidInput(
-                f"the training set makes {len(blocks)} blocks of {cfg.context_length} tokens, "
-                f"fewer than one batch of {cfg.batch_size}: lower training.batch_size or "
-                "training.context_length"
-            )
-        return torch.utils.data.Subset(blocks, range(usable))
-
-    first = epoch_blocks(0)
-    steps_per_epoch = len(first) // cfg.batch_size
-    total_steps = steps_per_epoch * n_epochs  # the schedule's horizon (max_steps only stops early)
+    first = _epoch_blocks(data, cfg, seed, 0)
+    total_steps = len(first) // cfg.batch_size * n_epochs  # the schedule's horizon
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.weight_decay, cfg.decay_norms_and_biases),
         lr=cfg.learning_rate,
@@ -162,13 +109,104 @@ def train(
     )
     model, optimizer = acc.prepare(model, optimizer)
     result = TrainResult(epochs=0, steps=0, tokens=0, seconds=0.0)
-    best, best_state, stale = math.inf, None, 0
     shown = total_steps if max_steps is None else min(max_steps, total_steps)
-    bar = progress_bar(shown, "train", "step", progress and acc.is_main_process)
-    t0 = time.perf_counter()
+    step = _Step(acc, model, optimizer, scheduler, cfg.grad_clip, world, max_steps, result)
+    step.bar = progress_bar(shown, "train", "step", progress and acc.is_main_process)
     for epoch in range(n_epochs):
-        blocks = first if epoch == 0 else epoch_blocks(epoch)
-        loader = acc.prepare(torch.utils.data.DataLoader(blocks, batch_size=micro, shuffle=False))
+        blocks = first if epoch == 0 else _epoch_blocks(data, cfg, seed, epoch)
+        loader = acc.prepare(
+            torch.utils.data.DataLoader(blocks, batch_size=cfg.micro_batch_size, shuffle=False)
+        )
+        result.epochs = epoch + 1
+        result.losses.append(step.epoch(loader))
+        if step.done:
+            break
+        if early is not None:
+            held = acc.unwrap_model(model).perplexity(holdout, context=cfg.context_length).loss
+            result.holdout_losses.append(held)
+            if early.stop(held, epoch + 1, acc.unwrap_model(model)):
+                break
+    step.bar.close()
+    result.final_lr = float(optimizer.param_groups[0]["lr"])
+    result.seconds = time.perf_counter() - step.t0
+    if early is not None and early.best_state is not None:
+        result.best_epoch = early.best_epoch
+        acc.unwrap_model(model).load_state_dict(early.best_state)
+    acc.wait_for_everyone()
+    return result
+
+
+def _check(model: Any, data: TrainingSet, cfg: TrainingConfig, world: int) -> int:
+    """Micro-batches accumulated per optimizer step; InvalidInput for what cannot train."""
+    micro = cfg.micro_batch_size
+    if cfg.batch_size % (micro * world):
+        raise InvalidInput(
+            f"training.batch_size={cfg.batch_size} is not a multiple of micro_batch_size × "
+            f"processes = {micro} × {world}"
+        )
+    shape = model.shape
+    if data.vocab_size > shape.vocab_size:
+        raise InvalidInput(
+            f"the data's vocabulary ({data.vocab_size}) does not fit the model's "
+            f"({shape.vocab_size}): set model.vocab_size to at least the tokenizer's"
+        )
+    if cfg.context_length > shape.max_positions:
+        raise InvalidInput(
+            f"training.context_length={cfg.context_length} exceeds the model's "
+            f"{shape.max_positions} positions"
+        )
+    return cfg.batch_size // (micro * world)
+
+
+def _epoch_blocks(
+    data: TrainingSet, cfg: TrainingConfig, seed: int, epoch: int
+) -> torch.utils.data.Dataset:
+    """One epoch's shuffled blocks, whole optimizer steps only: every step averages exactly
+    batch_size blocks, split evenly over the processes (the leftover blocks, fewer than one
+    batch, wait for the next epoch's shuffle). A partial step would weigh its blocks differently."""
+    blocks = data.blocks(cfg.context_length, seed=seed + epoch, eos_targets=cfg.eos_target)
+    usable = len(blocks) // cfg.batch_size * cfg.batch_size
+    if usable == 0:
+        raise InvalidInput(
+            f"the training set makes {len(blocks)} blocks of {cfg.context_length} tokens, "
+            f"fewer than one batch of {cfg.batch_size}: lower training.batch_size or "
+            "training.context_length"
+        )
+    return torch.utils.data.Subset(blocks, range(usable))
+
+
+class _Step:
+    """The optimizer steps of one training run (gradient accumulation, clipping, schedule)."""
+
+    def __init__(
+        self,
+        acc: Any,
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        grad_clip: float | None,
+        world: int,
+        max_steps: int | None,
+        result: TrainResult,
+    ) -> None:
+        self.acc, self.model, self.optimizer, self.scheduler = acc, model, optimizer, scheduler
+        self.grad_clip, self.world, self.max_steps, self.result = (
+            grad_clip,
+            world,
+            max_steps,
+            result,
+        )
+        self.bar: Any = None
+        self.t0 = time.perf_counter()
+
+    @property
+    def done(self) -> bool:
+        """max_steps reached."""
+        return self.max_steps is not None and self.result.steps >= self.max_steps
+
+    def epoch(self, loader: Any) -> float:
+        """One pass over the loader; the mean training loss of its micro-batches."""
+        acc, model, result = self.acc, self.model, self.result
         model.train()
         running = torch.zeros(())
         count = 0
@@ -176,41 +214,38 @@ def train(
             with acc.accumulate(model):
                 loss = model(batch[:, 0], batch[:, 1])  # inputs, targets (IGNORE: none)
                 acc.backward(loss)
-                if cfg.grad_clip is not None and acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                if self.grad_clip is not None and acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), self.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             running += loss.detach().cpu()
             count += 1
-            result.tokens += batch[:, 1].numel() * world
+            result.tokens += batch[:, 1].numel() * self.world
             if acc.sync_gradients:
-                scheduler.step()
+                self.scheduler.step()
                 result.steps += 1
-                bar.update(1)
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(
+                self.bar.update(1)
+                elapsed = time.perf_counter() - self.t0
+                self.bar.set_postfix(
                     loss=f"{float(running) / count:.3f}", tok_s=f"{result.tokens / elapsed:,.0f}"
                 )
-                if max_steps is not None and result.steps >= max_steps:
+                if self.done:
                     break
-        result.epochs = epoch + 1
-        result.losses.append(float(running) / max(count, 1))
-        if max_steps is not None and result.steps >= max_steps:
-            break
-        if early:
-            loss_h = perplexity(acc.unwrap_model(model), holdout, context=cfg.context_length)
-            result.holdout_losses.append(loss_h["loss"])
-            if loss_h["loss"] < best - 1e-6:
-                best, stale, result.best_epoch = loss_h["loss"], 0, epoch + 1
-                best_state = copy.deepcopy(acc.unwrap_model(model).state_dict())
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-    bar.close()
-    result.final_lr = float(optimizer.param_groups[0]["lr"])
-    result.seconds = time.perf_counter() - t0
-    if best_state is not None:
-        acc.unwrap_model(model).load_state_dict(best_state)
-    acc.wait_for_everyone()
-    return result
+        return float(running) / max(count, 1)
+
+
+class _EarlyStopping:
+    """Keeps the best weights by held-out loss; says stop after `patience` epochs without one."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.best, self.stale = patience, math.inf, 0
+        self.best_state: dict[str, Any] | None = None
+        self.best_epoch: int | None = None
+
+    def stop(self, loss: float, epoch: int, model: Any) -> bool:
+        if loss < self.best - 1e-6:
+            self.best, self.stale, self.best_epoch = loss, 0, epoch
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.stale += 1
+        return self.stale >= self.patience

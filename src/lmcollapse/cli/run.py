@@ -227,9 +227,9 @@ def probe_run(run_dir: Path, context: str, next_texts: list[str], top: int) -> d
         out["generations"].append(
             {
                 "generation": n,
-                "next": result["next"],
-                "top": result["top"],
-                "alpha_x_relative": result.get("alpha_x_relative"),
+                "next": {v: d.to_plain() for v, d in result.next.items()},
+                "top": result.top,
+                "alpha_x_relative": result.alpha_x_relative,
             }
         )
     return out
@@ -252,9 +252,8 @@ def sample_cmd(
 
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.models import load_model
-    from lmcollapse.pipeline import sampling_context
     from lmcollapse.rundir import RunLayout, completed, read_manifest, run_config
-    from lmcollapse.sample import SamplingParams, sample_batch
+    from lmcollapse.sample import SamplingParams, sample_batch, sampling_context
 
     layout = RunLayout(run_dir)
     manifest = read_manifest(layout)
@@ -267,7 +266,7 @@ def sample_cmd(
         raise InvalidInput(f"--num must be >= 1, got {num}")
     cfg = run_config(run_dir)
     tok = open_prepared(layout.data).tokenizer
-    model = load_model(layout.model(generation)).eval()
+    model = load_model(layout.model(generation))
     s = cfg.sampling
     rows = sample_batch(
         model,

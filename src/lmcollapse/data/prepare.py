@@ -283,6 +283,32 @@ def prepare_evaluation(
     return TokenStore.open(out)
 
 
+def evaluation_spec(evaluation: Any, data: DataConfig) -> sources.SourceSpec | None:
+    """A run's evaluation source (config.evaluation) as a SourceSpec; None for D0's holdout."""
+    if evaluation.source == "holdout":
+        return None
+    return sources.SourceSpec(
+        evaluation.source,
+        evaluation.split,
+        evaluation.text_column or data.text_column,
+        evaluation.max_stories,
+    )
+
+
+def evaluation_record(spec: sources.SourceSpec | None, store: TokenStore) -> dict[str, Any]:
+    """What metrics.json says about the set perplexity was measured on."""
+    if spec is None:
+        return {"source": "holdout", "split": None, "what": "D0's held-out split"}
+    if is_store(spec.source):  # a token store used in place: its checksum shows which
+        what = {"split": None, "what": f"token store {spec.source}"}
+        return {"source": spec.source, **what, "checksum": store.meta.get("checksum")}
+    return {
+        "source": spec.source,
+        "split": spec.split,
+        "what": f"{sources.describe(spec)}, tokenized with the run's tokenizer",
+    }
+
+
 def _evaluation_provenance(spec: sources.SourceSpec) -> dict[str, Any]:
     return {
         "evaluation": {

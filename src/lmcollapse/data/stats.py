@@ -134,3 +134,11 @@ def context_stats(
             for i, c in counter.top(top_k)
         ],
     }
+
+
+def corpus_truth(store: Any, tok: Tok, context: str) -> ContinuationCounter:
+    """The corpus truth of a probe context (its text): N_x and every N_{x;v} in `store`."""
+    ids = tok.encode(context)
+    if not ids:
+        raise InvalidInput(f"probe context {context!r} encodes to no token")
+    return count_store_continuations(store, ids, tok.vocab_size)

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from lmcollapse.data.store import TokenStore, written
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import CorpusStats
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 Counts = tuple[NDArray[np.int64], NDArray[np.int64]]  # (sorted keys, counts)
@@ -49,7 +50,7 @@ class Reference:
     vocab_size: int
     eos_id: int
     sample_tokens: int
-    stats: dict[str, Any]  # D0's own statistics
+    stats: CorpusStats  # D0's own statistics
 
 
 def sample_stories(
@@ -204,18 +205,10 @@ def reference(
     tokens, lens, finished = sample_stories(d0, sample_tokens, seed)
     stats, uni, bi = _measure(tokens, lens, finished, vocab, d0.eos_id, tail)
     stats.update(_whole_store(d0))
-    stats.update(
-        {
-            "kl_unigram_to_d0": 0.0,
-            "kl_unigram_from_d0": 0.0,
-            "kl_bigram_to_d0": 0.0,
-            "kl_bigram_from_d0": 0.0,
-        }
-    )
-    return Reference(uni, bi, tail, vocab, d0.eos_id, sample_tokens, stats)
+    return Reference(uni, bi, tail, vocab, d0.eos_id, sample_tokens, CorpusStats(**stats))
 
 
-def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> dict[str, Any]:
+def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> CorpusStats:
     """The statistics above for `store`, with the KL divergences from D0's (`ref`)."""
     if store.vocab_size > ref.vocab_size:
         raise InvalidInput(
@@ -225,8 +218,10 @@ def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> dict[st
     tokens, lens, finished = sample_stories(store, ref.sample_tokens, seed)
     stats, uni, bi = _measure(tokens, lens, finished, ref.vocab_size, ref.eos_id, ref.tail)
     stats.update(_whole_store(store))
-    stats["kl_unigram_to_d0"] = _kl_bits(uni, ref.unigrams)
-    stats["kl_unigram_from_d0"] = _kl_bits(ref.unigrams, uni)
-    stats["kl_bigram_to_d0"] = _kl_bits(bi, ref.bigrams)
-    stats["kl_bigram_from_d0"] = _kl_bits(ref.bigrams, bi)
-    return stats
+    return CorpusStats(
+        **stats,
+        kl_unigram_to_d0=_kl_bits(uni, ref.unigrams),
+        kl_unigram_from_d0=_kl_bits(ref.unigrams, uni),
+        kl_bigram_to_d0=_kl_bits(bi, ref.bigrams),
+        kl_bigram_from_d0=_kl_bits(ref.bigrams, bi),
+    )

@@ -1,13 +1,10 @@
-"""Model families behind one small interface, and the named GPT-Neo sizes.
+"""Model families behind one interface (models.base), and the named GPT-Neo sizes.
 
-Every model the engine trains has: `shape.vocab_size` and `shape.max_positions`;
-`forward(input_ids, targets=None, cache=None)` (logits, or the mean next-token loss given
-targets); `token_logprobs(input_ids, targets, mask)`; `new_cache(batch, capacity)`;
-`save_pretrained(dir)` writing a Hugging Face checkpoint. `build_model` makes a fresh one for a
-generation, `load_model` reads one back. The `ngram` family (models.ngram) is not a torch module:
-it trains by counting (`fit`), scores with `perplexity` and `distribution`, samples with
-`sample_sequences`, and saves its counts with `save_pretrained`; the pipeline, probes and
-evaluation dispatch on `family == "ngram"`.
+Three families are registered: `gpt-neo` (the paper's architecture in the fast engine,
+models.gpt_neo), `hf` (any Hugging Face causal LM through transformers, models.hf; it also loads
+any saved model no other family claims) and `ngram` (exact n-gram models trained by counting,
+models.ngram and models.ngram_family). `build_model` makes a fresh model for a generation,
+`load_model` reads a saved one back, `check_model` says before a run what cannot work.
 """
 
 from __future__ import annotations
@@ -17,7 +14,14 @@ from typing import Any
 
 from lmcollapse.config import ModelConfig
 from lmcollapse.errors import InvalidInput
-from lmcollapse.models.gpt_neo import GPTNeo, describe, hf_config
+from lmcollapse.models.base import FAMILIES, Family, LanguageModel, family_for, family_of, register
+from lmcollapse.models.gpt_neo import GPTNeo, GPTNeoFamily, describe
+from lmcollapse.models.hf import HFFamily
+from lmcollapse.models.ngram_family import NGramFamily
+
+register(GPTNeoFamily())
+register(NGramFamily())
+register(HFFamily())
 
 # Appendix C.2 (TinyStories-1M / -33M as published) and CPU-sized models for laptops.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -63,45 +67,45 @@ def model_config(preset: str) -> ModelConfig:
     return ModelConfig(**PRESETS[preset])
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Any:
+def _size(cfg: ModelConfig, vocab_size: int, eos_id: int) -> tuple[int, list[str]]:
+    """The model's vocabulary (model.vocab_size or the tokenizer's) and what cannot work."""
+    size = cfg.vocab_size or vocab_size
+    problems = []
+    if not 0 <= eos_id < size:
+        problems.append(f"end-of-text id {eos_id} is outside the vocabulary [0, {size})")
+    if size < vocab_size:
+        problems.append(
+            f"model.vocab_size={cfg.vocab_size} does not fit the tokenizer's {vocab_size} ids: "
+            "set model.vocab_size to at least that, or null to follow the tokenizer"
+        )
+    return size, problems
+
+
+def check_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> None:
+    """Raise InvalidInput if a model of this config cannot be built for the tokenizer (its
+    family's own limits included), before a run records anything."""
+    from lmcollapse.config import validate
+
+    validate(cfg)
+    size, problems = _size(cfg, vocab_size, eos_id)
+    problems += family_of(cfg.family).check(cfg, size)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> LanguageModel:
     """A freshly initialised model for a tokenizer of `vocab_size` ids (seed torch first)."""
     from lmcollapse.config import validate
 
     validate(cfg)  # a ModelConfig made in code gets the same checks as one from YAML
-    size = cfg.vocab_size or vocab_size
-    if not 0 <= eos_id < size:
-        raise InvalidInput(f"end-of-text id {eos_id} is outside the vocabulary [0, {size})")
-    if size < vocab_size:
-        raise InvalidInput(
-            f"model.vocab_size={cfg.vocab_size} does not fit the tokenizer's {vocab_size} ids: "
-            "set model.vocab_size to at least that, or null to follow the tokenizer"
-        )
-    if cfg.family == "ngram":
-        from lmcollapse.models.ngram import NGramModel
-
-        return NGramModel(size, eos_id, cfg.order, cfg.delta, cfg.smoothing)
-    if cfg.family == "hf":
-        from lmcollapse.models.hf import HFCausalLM
-
-        if not cfg.hf_config:
-            raise InvalidInput("model.family=hf needs model.hf_config (a config name or path)")
-        return HFCausalLM.from_config(cfg.hf_config, size, eos_id)
-    return GPTNeo(
-        hf_config(
-            vocab_size=size,
-            hidden_size=cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            max_positions=cfg.max_position_embeddings,
-            window_size=cfg.window_size,
-            attention_pattern=tuple(cfg.attention_pattern),
-            eos_id=eos_id,
-        )
-    )
+    size, problems = _size(cfg, vocab_size, eos_id)
+    if problems:
+        raise InvalidInput(problems[0])
+    return family_of(cfg.family).build(cfg, size, eos_id)
 
 
-def load_model(path: str | Path) -> Any:
-    """A saved model directory: GPT-Neo checkpoints in the fast implementation, others generic."""
+def load_model(path: str | Path) -> LanguageModel:
+    """A saved model directory, loaded by the family its config.json names."""
     import json
 
     p = Path(path)
@@ -109,18 +113,21 @@ def load_model(path: str | Path) -> Any:
     if not config.is_file():
         raise InvalidInput(f"{p} has no config.json: it is not a Hugging Face model directory")
     meta = json.loads(config.read_text(encoding="utf-8"))
-    if meta.get("model_type") == "lmcollapse-ngram":
-        from lmcollapse.models.ngram import NGramModel
-
-        return NGramModel.from_pretrained(p)
-    if (
-        meta.get("model_type") == "gpt_neo"
-        and meta.get("activation_function", "gelu_new") == "gelu_new"
-    ):
-        return GPTNeo.from_pretrained(p)
-    from lmcollapse.models.hf import HFCausalLM
-
-    return HFCausalLM.from_pretrained(p)
+    return family_for(meta).load(p)
 
 
-__all__ = ["PRESETS", "GPTNeo", "build_model", "describe", "load_model", "model_config"]
+__all__ = [
+    "FAMILIES",
+    "PRESETS",
+    "Family",
+    "GPTNeo",
+    "LanguageModel",
+    "build_model",
+    "check_model",
+    "describe",
+    "family_for",
+    "family_of",
+    "load_model",
+    "model_config",
+    "register",
+]

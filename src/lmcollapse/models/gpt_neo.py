@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from lmcollapse.artifacts import atomic_dir
 from lmcollapse.errors import InvalidInput
+from lmcollapse.models.torch_lm import TorchFamily, TorchLM, softmax_into
 
 CE_CHUNK_TOKENS = 512  # tokens per chunk of the fused output projection + cross-entropy
 
@@ -301,8 +302,10 @@ class KVCache:
             layer.keep_rows(keep)
 
 
-class GPTNeo(nn.Module):
+class GPTNeo(TorchLM):
     """GPT-Neo for causal language modelling; state_dict keys as in transformers."""
+
+    family = "gpt-neo"
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -453,6 +456,9 @@ class GPTNeo(nn.Module):
             )
         return model
 
+    def describe(self) -> str:
+        return describe(self)
+
 
 def _chunk_buffers(rows: int, vocab: int, device: torch.device) -> tuple[Tensor, Tensor]:
     # Two (chunk, V) float32 buffers reused by every chunk of a call: at V = 50k a chunk is
@@ -462,12 +468,6 @@ def _chunk_buffers(rows: int, vocab: int, device: torch.device) -> tuple[Tensor,
         torch.empty(shape, dtype=torch.float32, device=device),
         torch.empty(shape, dtype=torch.float32, device=device),
     )
-
-
-def softmax_into(logits: Tensor, out: Tensor, log: bool = False) -> Tensor:
-    """(Log-)softmax over the last dimension into `out` (the fused kernel, no allocation)."""
-    op = torch.ops.aten._log_softmax.out if log else torch.ops.aten._softmax.out
-    return op(logits, -1, False, out=out)
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
@@ -553,3 +553,42 @@ def describe(model: GPTNeo) -> str:
         f"{s.window_size}, positions {s.max_positions}), vocabulary {s.vocab_size}, "
         f"{count_parameters(model) / 1e6:.2f}M parameters"
     )
+
+
+class GPTNeoFamily(TorchFamily):
+    """The paper's architecture in the fast engine; loads any gelu_new GPT-Neo checkpoint."""
+
+    name = "gpt-neo"
+    model_types = ("gpt_neo",)
+
+    def claims(self, meta: dict[str, Any]) -> bool:
+        return (
+            meta.get("model_type") == "gpt_neo"
+            and meta.get("activation_function", "gelu_new") == "gelu_new"
+        )
+
+    def check(self, cfg: Any, vocab_size: int) -> list[str]:
+        try:
+            NeoShape.from_hf(self._config(cfg, vocab_size, 0))
+        except InvalidInput as exc:
+            return [str(exc)]
+        return []
+
+    def build(self, cfg: Any, vocab_size: int, eos_id: int) -> GPTNeo:
+        return GPTNeo(self._config(cfg, vocab_size, eos_id))
+
+    def load(self, path: Path) -> GPTNeo:
+        return GPTNeo.from_pretrained(path)
+
+    @staticmethod
+    def _config(cfg: Any, vocab_size: int, eos_id: int) -> Any:
+        return hf_config(
+            vocab_size=vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            max_positions=cfg.max_position_embeddings,
+            window_size=cfg.window_size,
+            attention_pattern=tuple(cfg.attention_pattern),
+            eos_id=eos_id,
+        )

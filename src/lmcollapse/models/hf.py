@@ -1,9 +1,10 @@
 """The generic fallback: any Hugging Face causal-LM config, through transformers, slower.
 
-`HFCausalLM` gives a transformers model the small interface the engine uses (`shape`,
+`HFCausalLM` gives a transformers model the engine's interface (models.torch_lm: `shape`,
 `forward(input_ids, targets=None, cache=None)`, `token_logprobs`, `save_pretrained`). It has no
 key/value cache here (`new_cache` returns None), so sampling recomputes the window at every step:
-exact, generic, and as slow as that sounds. Use the GPT-Neo family for speed.
+exact, generic, and as slow as that sounds. Use the GPT-Neo family for speed. The `hf` family
+also loads every saved model that no other family claims.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lmcollapse.artifacts import atomic_dir
 from lmcollapse.errors import InvalidInput, first_line
+from lmcollapse.models.torch_lm import TorchFamily, TorchLM
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,10 @@ class HFShape:
     max_positions: int
 
 
-class HFCausalLM(nn.Module):
+class HFCausalLM(TorchLM):
     """A transformers AutoModelForCausalLM behind the engine's interface."""
+
+    family = "hf"
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -96,3 +100,28 @@ class HFCausalLM(nn.Module):
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(str(tmp))
         return Path(path)
+
+    def describe(self) -> str:
+        params = sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+        return f"Hugging Face {self.config.model_type} model, {params / 1e6:.2f}M parameters"
+
+
+class HFFamily(TorchFamily):
+    """Any Hugging Face causal-LM config (model.hf_config), freshly initialised."""
+
+    name = "hf"
+    fallback = True
+
+    def check(self, cfg: Any, vocab_size: int) -> list[str]:
+        if not cfg.hf_config:
+            return ["model.family=hf needs model.hf_config (a config name or path)"]
+        return []
+
+    def build(self, cfg: Any, vocab_size: int, eos_id: int) -> HFCausalLM:
+        problems = self.check(cfg, vocab_size)
+        if problems:
+            raise InvalidInput(problems[0])
+        return HFCausalLM.from_config(cfg.hf_config, vocab_size, eos_id)
+
+    def load(self, path: Path) -> HFCausalLM:
+        return HFCausalLM.from_pretrained(path)

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from lmcollapse.artifacts import atomic_dir
 from lmcollapse.data.store import written
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import PerplexityResult
 
 FORMAT = "lmcollapse-ngram"
 SMOOTHINGS = ("additive", "witten-bell")
@@ -52,7 +53,8 @@ class NGramShape:
     order: int
 
 
-def _check(order: int, vocab_size: int, eos_id: int, delta: float, smoothing: str) -> None:
+def check_model(order: int, vocab_size: int, eos_id: int, delta: float, smoothing: str) -> None:
+    """Raise InvalidInput unless an n-gram model of these settings can exist."""
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise InvalidInput(f"n-gram order must be an integer >= 1, got {order!r}")
     if smoothing not in SMOOTHINGS:
@@ -91,11 +93,10 @@ class NGramModel:
         delta: float = 1.0,
         smoothing: str = "additive",
     ) -> None:
-        _check(order, vocab_size, eos_id, delta, smoothing)
+        check_model(order, vocab_size, eos_id, delta, smoothing)
         self.vocab_size, self.eos_id, self.order = int(vocab_size), int(eos_id), order
         self.delta, self.smoothing = float(delta), smoothing
         self.shape = NGramShape(self.vocab_size, 2**31 - 1, order)
-        self.training = False
         self._set(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
         self.lower: NGramModel | None = None
         if smoothing == "witten-bell" and order > 1:
@@ -302,10 +303,19 @@ class NGramModel:
         return np.log(self.prob(self.history_keys(toks, lens), toks))
 
     def perplexity(
-        self, store: Any, max_stories: int | None = None, first_token: bool = True
-    ) -> dict[str, float]:
-        """Held-out perplexity, story by story (the n-gram needs no window: n-1 ≤ any context);
+        self,
+        store: Any,
+        *,
+        context: int = 1,
+        stride: int | None = None,
+        max_stories: int | None = None,
+        first_token: bool = True,
+    ) -> PerplexityResult:
+        """Held-out perplexity, story by story, exactly: the n-gram needs no window (n-1 tokens
+        of context are all it reads, so `context` and `stride` change nothing);
         `first_token=False` leaves each story's first token unscored."""
+        if context < 1:
+            raise InvalidInput(f"evaluation context must be >= 1, got {context}")
         n = store.num_stories if max_stories is None else min(max_stories, store.num_stories)
         if n == 0:
             raise InvalidInput(f"{store.path} has no stories to evaluate on")
@@ -322,7 +332,7 @@ class NGramModel:
             total -= float(self.story_logprobs(toks, lens)[scored].sum())
             count += int(scored.sum())
         loss = total / count
-        return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "stories": n}
+        return PerplexityResult(loss, math.exp(loss), count, n)
 
     # --- sampling ------------------------------------------------------------------------------
 
@@ -433,13 +443,43 @@ class NGramModel:
                     break
         return [out[i, : done_at[i]] for i in range(rows)]
 
-    # --- the interface the pipeline uses --------------------------------------------------------
+    # --- the LanguageModel interface (models.base) ---------------------------------------------
 
-    def eval(self) -> NGramModel:
-        return self
+    @property
+    def device(self) -> Any:
+        """Counting and sampling run in numpy: the sampler's generator lives on the CPU."""
+        import torch
 
-    def train(self, mode: bool = True) -> NGramModel:
-        return self
+        return torch.device("cpu")
+
+    def next_token_distributions(self, contexts: Any) -> NDArray[np.float64]:
+        """p̂(·|x) for each context (see `distribution`), (len(contexts), V)."""
+        return np.stack([self.distribution(c) for c in contexts])
+
+    def sample(
+        self,
+        batch: int,
+        length: int,
+        *,
+        eos_id: int,
+        context: int,
+        generator: Any,
+        params: Any,
+        stop_at_eos: bool,
+    ) -> list[NDArray[np.int64]]:
+        """`sample_sequences` seeded from the torch generator; the whole history is the context
+        (n - 1 tokens), so `context` changes nothing."""
+        if not params.faithful:
+            raise InvalidInput(
+                "the ngram family samples faithfully only (temperature 1, no top-k/top-p): "
+                "set sampling.temperature 1, sampling.top_k 0, sampling.top_p 1"
+            )
+        if eos_id != self.eos_id:
+            raise InvalidInput(f"end-of-text id {eos_id} is not the model's {self.eos_id}")
+        import torch
+
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return self.sample_sequences(batch, length, seed, stop_at_eos=stop_at_eos)
 
     def describe(self) -> str:
         return (
@@ -447,7 +487,7 @@ class NGramModel:
             f"vocabulary {self.vocab_size}, {self.num_ngrams:,} n-grams stored"
         )
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save(self, path: str | Path) -> Path:
         """config.json (model_type lmcollapse-ngram) + counts.npz, written atomically."""
         with atomic_dir(path) as tmp:
             (tmp / "config.json").write_text(json.dumps(self.config(), indent=2), encoding="utf-8")
