@@ -119,8 +119,10 @@ def run(
     progress: bool = True,
 ) -> Path:
     """Run (or continue) the experiment; returns the run directory."""
+    from lmcollapse.models import family_of
     from lmcollapse.runtime import distributed_state
 
+    family_of(cfg.model.family)  # an unknown family is refused before anything is written
     if resume not in ("auto", "never"):
         raise InvalidInput(f"resume must be auto or never, got {resume!r}")
     root = Path(out or cfg.run.out or default_out(preset))

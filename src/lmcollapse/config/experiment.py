@@ -42,12 +42,12 @@ def _in_unit_interval(name: str, value: float, *, open_low: bool, open_high: boo
 class ModelConfig:
     """The language model trained at every generation (Appendix C.2)."""
 
-    family: Literal["gpt-neo", "hf", "ngram"] = "gpt-neo"
-    """Model family. `gpt-neo` is the paper's architecture (TinyStories-1M/33M) in the fast
-    engine; `hf` is any Hugging Face causal-LM config (model.hf_config) through transformers —
-    a slower, generic fallback; `ngram` is an exact n-gram model (model.order, model.smoothing,
-    model.delta) whose additive smoothing is the paper's error α_i = δ, hundreds of generations
-    in minutes."""
+    family: str = "gpt-neo"
+    """Model family, one of those registered in lmcollapse.models. `gpt-neo` is the paper's
+    architecture (TinyStories-1M/33M) in the fast engine; `hf` is any Hugging Face causal-LM
+    config (model.hf_config) through transformers — a slower, generic fallback; `ngram` is an
+    exact n-gram model (model.order, model.smoothing, model.delta) whose additive smoothing is
+    the paper's error α_i = δ, hundreds of generations in minutes."""
     hf_config: str | None = None
     """For family `hf`: a config name or path for AutoConfig (its vocabulary is replaced by the
     tokenizer's); the architecture fields below are then ignored."""
