@@ -24,7 +24,6 @@ from lmcollapse.sample import (
     generate_corpus,
     sample_batch,
     stories_of,
-    to_stories,
 )
 from lmcollapse.train import param_groups, train
 
@@ -54,7 +53,8 @@ def hf_twin(model: GPTNeo):
 
 def write_store(path: Path, stories: list[list[int]], vocab: int) -> TokenStore:
     with TokenStoreWriter(path, vocab_size=vocab, eos_id=0) as w:
-        w.add_many(np.asarray(s, dtype=np.int64) for s in stories)
+        for s in stories:
+            w.add(np.asarray(s, dtype=np.int64))
     return TokenStore.open(path)
 
 
@@ -178,12 +178,9 @@ def test_sliding_window_is_algorithm_1() -> None:
 
 
 def test_story_mode_and_stream_splitting() -> None:
-    assert [s.tolist() for s in to_stories(np.array([5, 6, 0, 7, 0, 8]), 0)] == [
-        [5, 6, 0],
-        [7, 0],
-        [8, 0],
-    ]
-    assert [s.tolist() for s in to_stories(np.array([5, 0]), 0)] == [[5, 0]]
+    one = stories_of([np.array([5, 6, 0, 7, 0, 8])], 0)  # the last story, cut, gets a separator
+    assert one[0].tolist() == [5, 6, 0, 7, 0, 8, 0] and one[1].tolist() == [3, 2, 2]
+    assert stories_of([np.array([5, 0])], 0)[1].tolist() == [2]
     flat, lens, finished = stories_of(
         [np.array([5, 6, 0, 7, 0, 8]), np.array([9, 0]), np.array([4, 4])], 0
     )

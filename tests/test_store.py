@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store, write_subset
+from lmcollapse.data.store import TokenStore, TokenStoreWriter, is_store
 from lmcollapse.errors import InvalidInput
 
 
@@ -30,7 +30,8 @@ def test_round_trip_and_standard_numpy_files(tmp_path: Path, vocab: int, dtype: 
     with TokenStoreWriter(
         tmp_path / "s", vocab_size=vocab, eos_id=0, provenance={"who": "test"}, buffer_tokens=100
     ) as w:
-        w.add_many(stories[:200])
+        for s in stories[:200]:
+            w.add(s)
         flat = np.concatenate(stories[200:])
         w.add_flat(flat, [len(s) for s in stories[200:]])
     store = TokenStore.open(tmp_path / "s")
@@ -49,6 +50,14 @@ def test_round_trip_and_standard_numpy_files(tmp_path: Path, vocab: int, dtype: 
     np.testing.assert_array_equal(lens, [len(stories[5]), len(stories[2]), len(stories[5])])
     sub = write_subset(store, [9, 3], tmp_path / "sub")
     np.testing.assert_array_equal(sub.story(1), stories[3])
+
+
+def write_subset(src: TokenStore, indices: list[int], dst: Path) -> TokenStore:
+    """A new store holding src's stories `indices`, in that order (gather_marked's reader)."""
+    with TokenStoreWriter(dst, vocab_size=src.vocab_size, eos_id=src.eos_id) as w:
+        for toks, lens, done in src.gather_marked(np.asarray(indices)):
+            w.add_flat(toks, lens, done)
+    return TokenStore.open(dst)
 
 
 def test_empty_store(tmp_path: Path) -> None:
@@ -99,7 +108,8 @@ def test_a_killed_writer_is_never_taken_for_a_finished_store(tmp_path: Path) -> 
 
 def test_damaged_stores_and_bad_ids_are_refused(tmp_path: Path) -> None:
     with TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0) as w:
-        w.add_many(_stories(20, 50))
+        for s in _stories(20, 50):
+            w.add(s)
     tokens = tmp_path / "s" / "tokens.npy"
     tokens.write_bytes(tokens.read_bytes()[:-4])
     with pytest.raises(InvalidInput, match=r"build it again|damaged"):
@@ -152,7 +162,8 @@ def test_unfinished_stories_are_marked_and_kept_through_subsets(tmp_path: Path) 
     sub = write_subset(store, [299, 5, 150], tmp_path / "sub")
     assert sub.unfinished.tolist() == [0, 2]
     with TokenStoreWriter(tmp_path / "all", vocab_size=50, eos_id=0) as w:
-        w.add_many(stories[:5])
+        for s in stories[:5]:
+            w.add(s)
     assert TokenStore.open(tmp_path / "all").unfinished.size == 0
     np.testing.assert_array_equal(TokenStore.open(tmp_path / "all").finished([0, 4]), [1, 1])
     with (
@@ -177,7 +188,8 @@ def test_version_1_stores_are_read_or_refused_never_misread(tmp_path: Path) -> N
 
     for name in ("real", "generated", "uncounted", "clean"):
         with TokenStoreWriter(tmp_path / name, vocab_size=50, eos_id=0) as w:
-            w.add_many(_stories(10, 50))
+            for s in _stories(10, 50):
+                w.add(s)
     real = as_version_1(tmp_path / "real", {"split": "d0"})
     assert real.unfinished.size == 0 and real.finished([0, 9]).all()
     generated = as_version_1(
@@ -197,7 +209,8 @@ def test_version_1_stores_are_read_or_refused_never_misread(tmp_path: Path) -> N
 
 def test_a_damaged_unfinished_index_is_refused(tmp_path: Path) -> None:
     with TokenStoreWriter(tmp_path / "s", vocab_size=50, eos_id=0) as w:
-        w.add_many(_stories(10, 50))
+        for s in _stories(10, 50):
+            w.add(s)
         w.add([3, 0], finished=False)
     np.save(tmp_path / "s" / "unfinished.npy", np.array([10, 10], dtype=np.int64))
     with pytest.raises(InvalidInput, match=r"unfinished\.npy does not match"):

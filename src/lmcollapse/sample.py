@@ -86,15 +86,8 @@ def sampling_context(cfg: Any, model: LanguageModel) -> int:
     return min(cfg.sampling.length + 1, model.shape.max_positions)
 
 
-def to_stories(tokens: np.ndarray, eos_id: int) -> list[np.ndarray]:
-    """Cut one generated sequence at its end-of-text tokens (each story keeps its own); an
-    unfinished last story gets an end-of-text as its separator (`stories_of` says which)."""
-    flat, lens, _ = stories_of([tokens], eos_id)
-    return np.split(flat, np.cumsum(lens)[:-1]) if lens.size else []
-
-
 def stories_of(seqs: list[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every sequence of a batch cut into stories at once, as `to_stories` cuts one:
+    """Every sequence of a batch cut into stories at once:
     (concatenated stories, their lengths, whether each ended by itself). A sequence that ran
     out of length before its end-of-text gives an unfinished last story, closed with an
     end-of-text separator that the model did not write."""

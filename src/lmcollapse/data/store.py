@@ -38,7 +38,7 @@ import os
 import shutil
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,11 +171,6 @@ class TokenStoreWriter:
         self._buffered += arr.size
         if self._buffered >= self._buffer_tokens:
             self._flush()
-
-    def add_many(self, stories: Iterable[ArrayLike]) -> None:
-        """Append stories in order."""
-        for s in stories:
-            self.add(s)
 
     def add_flat(
         self, tokens: ArrayLike, lengths: ArrayLike, finished: ArrayLike | None = None
@@ -430,18 +425,6 @@ class TokenStore:
         for chunk in self.iter_chunks():
             h.update(memoryview(np.ascontiguousarray(chunk)).cast("B"))
         return h.hexdigest()
-
-
-def write_subset(
-    src: TokenStore, indices: ArrayLike, dst: str | Path, provenance: dict[str, Any] | None = None
-) -> TokenStore:
-    """A new store holding src's stories `indices`, in that order."""
-    with TokenStoreWriter(
-        dst, vocab_size=src.vocab_size, eos_id=src.eos_id, provenance=provenance
-    ) as w:
-        for toks, lens, done in src.gather_marked(np.asarray(indices)):
-            w.add_flat(toks, lens, done)
-    return TokenStore.open(dst)
 
 
 def written(lens: NDArray[np.int64], finished: NDArray[np.bool_]) -> NDArray[np.bool_]:
