@@ -18,6 +18,7 @@ from typing import Any
 
 from lmcollapse.artifacts import atomic_write_text
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import GenerationMetrics
 from lmcollapse.rundir import RunLayout, load_metrics, read_manifest
 
 _CSS = """
@@ -168,30 +169,32 @@ def _summary(run: dict[str, Any]) -> str:
 
 
 def _metrics_table(run: dict[str, Any]) -> str:
+    """The per-generation table, from the typed metrics (GenerationMetrics.from_plain is where
+    what an older run lacks becomes None)."""
     cols = [
-        ("generation", lambda m: m["generation"]),
-        ("perplexity", lambda m: m.get("perplexity")),
-        ("α*_x/N_x", lambda m: m["probes"][0]["alpha_x_relative"] if m.get("probes") else None),
-        ("distinct-2", lambda m: m["corpus"].get("distinct_2")),
-        ("entropy", lambda m: m["corpus"].get("unigram_entropy")),
-        ("tail mass", lambda m: m["corpus"].get("tail_mass")),
-        ("KL(D0‖S) bigram", lambda m: m["corpus"].get("kl_bigram_from_d0")),
-        ("train tokens", lambda m: m.get("train_tokens")),
-        ("train s", lambda m: (m.get("seconds") or {}).get("train")),
-        ("sample s", lambda m: (m.get("seconds") or {}).get("sample")),
-        ("eval s", lambda m: (m.get("seconds") or {}).get("evaluate")),
+        ("generation", lambda m: m.generation),
+        ("perplexity", lambda m: m.perplexity),
+        ("α*_x/N_x", lambda m: m.probes[0].alpha_x_relative if m.probes else None),
+        ("distinct-2", lambda m: m.corpus.distinct_2),
+        ("entropy", lambda m: m.corpus.unigram_entropy),
+        ("tail mass", lambda m: m.corpus.tail_mass),
+        ("KL(D0‖S) bigram", lambda m: m.corpus.kl_bigram_from_d0),
+        ("train tokens", lambda m: m.train_tokens),
+        ("train s", lambda m: (m.seconds or {}).get("train")),
+        ("sample s", lambda m: (m.seconds or {}).get("sample")),
+        ("eval s", lambda m: (m.seconds or {}).get("evaluate")),
     ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols)
     rows = []
-    for m in run["metrics"]:
-        cells = []
-        for _, get in cols:
-            try:
-                v = get(m)
-            except (KeyError, IndexError, TypeError):
-                v = None
-            cells.append(f"<td>{_fmt(v, 1 if isinstance(v, float) and v > 100 else 3)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    for m in map(GenerationMetrics.from_plain, run["metrics"]):
+        cells = [get(m) for _, get in cols]
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{_fmt(v, 1 if isinstance(v, float) and v > 100 else 3)}</td>" for v in cells
+            )
+            + "</tr>"
+        )
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
