@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lmcollapse.config import ExperimentConfig
 from lmcollapse.data.store import TokenStore, TokenStoreWriter
 from lmcollapse.errors import InvalidInput
 from lmcollapse.models.gpt_neo import softmax_into
@@ -63,6 +64,15 @@ class SamplingParams:
             raise InvalidInput(f"top_k must be >= 0 (0 = no truncation), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise InvalidInput(f"top_p must be in (0, 1] (1 = no truncation), got {self.top_p}")
+
+
+def sampling_context(cfg: ExperimentConfig, model: Any) -> int:
+    """How many tokens the model sees when sampling: Algorithm 1's queue of training.context_length
+    tokens, or (sampling.slide false) the whole sequence. One rule for the run's corpora and for
+    `lmcollapse sample`."""
+    if cfg.sampling.slide:
+        return min(cfg.training.context_length, model.shape.max_positions)
+    return min(cfg.sampling.length + 1, model.shape.max_positions)
 
 
 def next_token_probs(logits: Tensor, params: SamplingParams, out: Tensor | None = None) -> Tensor:

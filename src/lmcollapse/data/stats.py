@@ -93,7 +93,9 @@ def count_continuations(
     return counter
 
 
-def count_store_continuations(store: Any, context: Sequence[int], vocab_size: int) -> Any:
+def count_store_continuations(
+    store: Any, context: Sequence[int], vocab_size: int
+) -> ContinuationCounter:
     """`count_continuations` over a token store's stream, less the separators of its unfinished
     stories: the end-of-text after a story the sampler cut is no continuation of anything."""
     counter = count_continuations(store.iter_chunks(), context, vocab_size)
@@ -107,6 +109,15 @@ def count_store_continuations(store: Any, context: Sequence[int], vocab_size: in
             match &= np.asarray(store.tokens[sep - m + j]) == int(t)
         counter.counts[store.eos_id] -= int(match.sum())
     return counter
+
+
+def corpus_truth(store: Any, tok: Tok, context: str, what: str = "context") -> ContinuationCounter:
+    """The truth N_x, N_{x;v} of a context text x in a token store (D0 for a run's probes): one
+    encoding and one count for the pipeline's reference row and `lmcollapse probe` alike."""
+    ids = tok.encode(context)
+    if not ids:
+        raise InvalidInput(f"{what} {context!r} encodes to no token")
+    return count_store_continuations(store, ids, tok.vocab_size)
 
 
 def context_stats(
