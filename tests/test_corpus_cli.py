@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from lmcollapse.cli import main
 from lmcollapse.data.prepare import holdout_indices
-from lmcollapse.data.stats import count_continuations
+from lmcollapse.data.stats import count_continuations, source_stats
 
 
 def run(*args: str):
@@ -306,3 +306,23 @@ def test_input_errors_come_before_any_write(tmp_path: Path, write) -> None:
     (tmp_path / "half" / ".prepare.json").write_text("{}")
     code, err = bad("corpus", "stats", "--data", str(tmp_path / "half"), "--context", " there")
     assert code == 2 and "unfinished prepare: run it again" in err
+
+
+def test_source_stats_from_python_is_what_the_command_prints(builtin_corpus) -> None:
+    path, tok = str(builtin_corpus.path), builtin_corpus.tokenizer
+    result = source_stats(path, " there", [" was", " were"], 3)
+    printed = run("corpus", "stats", "--data", path, "--context", " there", "--next", " was")
+    args = ["--data", path, "--context", " there", "--next", " was", " were", "--top", "3"]
+    cli = run("corpus", "stats", *args, "--json")
+    assert result == json.loads(cli.output) and result["data"] == f"{path}/d0"
+    d0 = builtin_corpus.d0
+    counter = count_continuations(d0.iter_chunks(), tok.encode(" there"), tok.vocab_size)
+    assert result["N_x"] == counter.n_x and f"N_x = {counter.n_x:,}" in printed.output
+    was = tok.encode(" was")[0]
+    assert result["next"][" was"] == {
+        "id": was,
+        "count": counter.counts[was],
+        "p": counter.counts[was] / counter.n_x,
+    }
+    store = source_stats(f"{path}/d0", " there", [" was"], tokenizer=f"{path}/tokenizer")
+    assert store["N_x"] == counter.n_x and store["data"] == f"{path}/d0"

@@ -1,15 +1,19 @@
-"""Corpus truth against a naive count, for contexts of one to three tokens and any chunking."""
+"""Corpus truth against a naive count, for contexts of one to three tokens and any chunking, and
+by hand in a tiny token store."""
 
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lmcollapse.data.stats import ContinuationCounter, count_continuations
+from lmcollapse.data.stats import ContinuationCounter, corpus_truth, count_continuations
+from lmcollapse.data.store import TokenStore, TokenStoreWriter
+from lmcollapse.data.tokenizer import single_token, train_bpe
 from lmcollapse.errors import InvalidInput
 
 
@@ -72,3 +76,26 @@ def test_narrow_chunks_do_not_wrap_large_ids() -> None:
     assert c.n_x == 0
     with pytest.raises(InvalidInput, match="outside the vocabulary"):
         ContinuationCounter([1], 5).update([1, 9])
+
+
+def test_corpus_truth_of_a_tiny_store_by_hand(tmp_path: Path) -> None:
+    tok = train_bpe(["a b c", "b a c"], 300, tmp_path / "tok")
+    a, b, c = (single_token(tok, t) for t in ("a", "b", "c"))
+    assert tok.encode("ab") == [a, b]  # no merge across the words it was trained on
+    e = tok.eos_id
+    with TokenStoreWriter(tmp_path / "d0", vocab_size=tok.vocab_size, eos_id=e) as w:
+        for story in ([a, b, a, c, e], [a, b, e], [c, a, e]):
+            w.add(np.array(story))
+        w.add(np.array([a, e]), finished=False)  # its end-of-text is a separator, not a target
+    store = TokenStore.open(tmp_path / "d0")
+    # stream a b a c ⏎ a b ⏎ c a ⏎ a ⏎: "a" is followed by b, c, b, ⏎ (and the cut separator)
+    truth = corpus_truth(store, tok, "a")
+    assert truth.n_x == 4
+    assert {i: int(n) for i, n in enumerate(truth.counts) if n} == {b: 2, c: 1, e: 1}
+    assert truth.counts[b] / truth.n_x == 0.5
+    two = corpus_truth(store, tok, "ab")  # "a b" is followed by a, then by ⏎
+    assert two.context.tolist() == [a, b] and two.n_x == 2 and two.counts[a] == two.counts[e] == 1
+    with pytest.raises(InvalidInput, match=r"^context '' encodes to no token$"):
+        corpus_truth(store, tok, "")
+    with pytest.raises(InvalidInput, match=r"^probe context '' encodes to no token$"):
+        corpus_truth(store, tok, "", what="probe context")

@@ -9,6 +9,7 @@ import pytest
 from lmcollapse.data.stories import generate
 from lmcollapse.data.tokenizer import (
     Tok,
+    decode_story,
     encode_stories,
     load_tokenizer,
     save_pretrained,
@@ -79,3 +80,19 @@ def test_a_pretrained_directory_goes_through_autotokenizer(tmp_path: Path, train
         load_tokenizer("nobody/no-such-tokenizer")
     with pytest.raises(InvalidInput, match="must be >= 258"):
         train_bpe(["x"], 100, tmp_path / "tiny")
+
+
+def test_decode_story_leaves_out_the_final_end_of_text_only(trained: Tok) -> None:
+    import numpy as np
+    import torch
+
+    ids = trained.encode(" Once upon a time, there was a dog. ")
+    e = trained.eos_id
+    text = "Once upon a time, there was a dog."
+    assert decode_story(trained, [*ids, e]) == text  # a story that ended by itself
+    assert decode_story(trained, ids) == text  # a sample cut before any end-of-text
+    assert decode_story(trained, np.array([*ids, e], dtype=np.uint16)) == text  # from a store
+    assert decode_story(trained, torch.tensor([*ids, e])) == text  # from the sampler
+    inner = [*trained.encode("Tom ran."), e, *trained.encode(" Sue sat."), e]
+    assert decode_story(trained, inner) == "Tom ran.<|endoftext|> Sue sat."
+    assert decode_story(trained, [e]) == decode_story(trained, []) == ""

@@ -255,7 +255,9 @@ def _reference_row(ctx: _Context) -> None:
 
     cfg, layout, corpus = ctx.cfg, ctx.layout, ctx.corpus
     tok = corpus.tokenizer
-    ctx.truths = [corpus_truth(corpus.d0, tok, p.context) for p in cfg.evaluation.probes]
+    ctx.truths = [
+        corpus_truth(corpus.d0, tok, p.context, what="probe context") for p in cfg.evaluation.probes
+    ]
     vocab = cfg.model.vocab_size or tok.vocab_size
     ctx.reference = reference(
         corpus.d0,
@@ -480,6 +482,8 @@ TIMED: dict[Stage, str] = {fit: "train", sample: "sample", evaluate: "evaluate"}
 
 def _write_samples(ctx: _Context, n: int, store: Any) -> None:
     """A few whole stories of generation n's corpus (D0 for n = 0), chosen by seed (Table 1)."""
+    from lmcollapse.data.tokenizer import decode_story
+
     count, tok = ctx.cfg.evaluation.num_samples, ctx.corpus.tokenizer
     parts = []
     if count and store.num_stories:
@@ -487,9 +491,7 @@ def _write_samples(ctx: _Context, n: int, store: Any) -> None:
         size = min(count, store.num_stories)
         idx = np.sort(rng.choice(store.num_stories, size=size, replace=False))
         for i, done in zip(idx, store.finished(idx), strict=True):
-            ids = store.story(int(i)).tolist()
-            ended = bool(ids) and ids[-1] == tok.eos_id
-            text = tok.decode(ids[:-1] if ended else ids).strip()
+            text = decode_story(tok, store.story(int(i)))
             mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
             parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
     atomic_write_text(ctx.layout.samples(n), "\n".join(parts))

@@ -17,7 +17,6 @@ from lmcollapse.cli.common import (
     given,
 )
 from lmcollapse.config import ExperimentConfig, resolve
-from lmcollapse.errors import InvalidInput
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -125,69 +124,23 @@ def stats_cmd(
     as_json: bool,
 ) -> None:
     """Corpus truth: N_x, N_{x;v} and p(v|x) = N_{x;v}/N_x of a context; its top continuations."""
-    from lmcollapse.data import stats
-    from lmcollapse.data.prepare import is_prepared, open_prepared
-    from lmcollapse.data.store import TokenStore, is_store
-    from lmcollapse.data.tokenizer import load_tokenizer, single_token
+    from lmcollapse.data.stats import source_stats
 
-    if top < 0:
-        raise InvalidInput(f"--top must be >= 0, got {top}")
-    if not context:
-        raise InvalidInput(
-            "the context is empty: give text such as ' there' (leading space matters)"
-        )
-    if is_prepared(source) or (Path(source) / ".prepare.json").is_file():
-        if tokenizer is not None:
-            raise InvalidInput(
-                f"{source} is a prepared corpus with its own tokenizer: leave out --tokenizer"
-            )
-        prepared = open_prepared(source)
-        tok, chunks, where = prepared.tokenizer, prepared.d0, f"{source}/d0"
-    else:
-        if tokenizer is None:
-            raise InvalidInput("--tokenizer is needed for a token store or a text source")
-        tok = load_tokenizer(tokenizer)
-        if is_store(source):
-            store = TokenStore.open(source)
-            built_with = store.meta.get("provenance", {}).get("tokenizer")
-            if store.vocab_size != tok.vocab_size or built_with not in (None, tok.fingerprint()):
-                raise InvalidInput(
-                    f"{source} was built with another tokenizer: use the one it was built with"
-                )
-            chunks, where = store, source
-        else:
-            chunks, where = (
-                _encoded_chunks(tok, source, num_stories, text_column, split, seed),
-                source,
-            )
-    ids = tok.encode(context)
-    for text in next_:  # fail on a bad --next before counting a large corpus
-        single_token(tok, text, "next token")
-    counter = (
-        stats.count_store_continuations(chunks, ids, tok.vocab_size)
-        if isinstance(chunks, TokenStore)
-        else stats.count_continuations(chunks, ids, tok.vocab_size)
+    result = source_stats(
+        source,
+        context,
+        next_,
+        top,
+        tokenizer=tokenizer,
+        num_stories=num_stories,
+        text_column=text_column,
+        split=split,
+        seed=seed,
     )
-    result = stats.context_stats(counter, tok, context, list(next_), top)
-    result["data"] = where
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
     _print_stats(result)
-
-
-def _encoded_chunks(
-    tok: Any, source: str, num_stories: int | None, text_column: str, split: str, seed: int
-) -> Any:
-    from lmcollapse.data.sources import SourceSpec, iter_stories
-    from lmcollapse.data.tokenizer import encode_stories
-
-    if num_stories is None and source == "builtin":
-        num_stories = 10_000
-    spec = SourceSpec(
-        source, split=split, text_column=text_column, num_stories=num_stories, seed=seed
-    )
-    return (flat for flat, _ in encode_stories(tok, iter_stories(spec)))
 
 
 def _print_stats(r: dict[str, Any]) -> None:

@@ -12,17 +12,21 @@ Counting is vectorised per chunk (one comparison pass per context token and a bi
     for chunk in store.iter_chunks():
         counter.update(chunk)
     counter.n_x, counter.counts[was_id] / counter.n_x
+
+`corpus_truth(store, tok, " there")` does the same from a context's text; `source_stats` is
+`lmcollapse corpus stats` for a prepared corpus, a token store or a text source.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lmcollapse.data.tokenizer import Tok, single_token
+from lmcollapse.data.tokenizer import Tok, encode_stories, load_tokenizer, single_token
 from lmcollapse.errors import InvalidInput
 
 
@@ -93,7 +97,9 @@ def count_continuations(
     return counter
 
 
-def count_store_continuations(store: Any, context: Sequence[int], vocab_size: int) -> Any:
+def count_store_continuations(
+    store: Any, context: Sequence[int], vocab_size: int
+) -> ContinuationCounter:
     """`count_continuations` over a token store's stream, less the separators of its unfinished
     stories: the end-of-text after a story the sampler cut is no continuation of anything."""
     counter = count_continuations(store.iter_chunks(), context, vocab_size)
@@ -107,6 +113,15 @@ def count_store_continuations(store: Any, context: Sequence[int], vocab_size: in
             match &= np.asarray(store.tokens[sep - m + j]) == int(t)
         counter.counts[store.eos_id] -= int(match.sum())
     return counter
+
+
+def corpus_truth(store: Any, tok: Tok, context: str, what: str = "context") -> ContinuationCounter:
+    """The truth N_x, N_{x;v} of a context text x in a token store (D0 for a run's probes): one
+    encoding and one count for the pipeline's reference row and `lmcollapse probe` alike."""
+    ids = tok.encode(context)
+    if not ids:
+        raise InvalidInput(f"{what} {context!r} encodes to no token")
+    return count_store_continuations(store, ids, tok.vocab_size)
 
 
 def context_stats(
@@ -136,9 +151,76 @@ def context_stats(
     }
 
 
-def corpus_truth(store: Any, tok: Tok, context: str) -> ContinuationCounter:
-    """The corpus truth of a probe context (its text): N_x and every N_{x;v} in `store`."""
+def source_stats(
+    source: str,
+    context: str,
+    next_texts: Sequence[str] = (),
+    top: int = 10,
+    *,
+    tokenizer: str | None = None,
+    num_stories: int | None = None,
+    text_column: str = "text",
+    split: str = "train",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`context_stats` of any corpus, plus where it was counted (what `lmcollapse corpus stats
+    --json` prints): a prepared corpus directory (its D0, its own tokenizer), a token store (the
+    tokenizer it was built with), or a text source encoded on the fly (builtin capped at 10,000
+    stories unless num_stories says otherwise). Bad input fails before anything is counted."""
+    from lmcollapse.data.prepare import is_prepared, open_prepared
+    from lmcollapse.data.store import TokenStore, is_store
+
+    if top < 0:
+        raise InvalidInput(f"--top must be >= 0, got {top}")
+    if not context:
+        raise InvalidInput(
+            "the context is empty: give text such as ' there' (leading space matters)"
+        )
+    chunks: Any
+    if is_prepared(source) or (Path(source) / ".prepare.json").is_file():
+        if tokenizer is not None:
+            raise InvalidInput(
+                f"{source} is a prepared corpus with its own tokenizer: leave out --tokenizer"
+            )
+        prepared = open_prepared(source)
+        tok, chunks, where = prepared.tokenizer, prepared.d0, f"{source}/d0"
+    else:
+        if tokenizer is None:
+            raise InvalidInput("--tokenizer is needed for a token store or a text source")
+        tok = load_tokenizer(tokenizer)
+        if is_store(source):
+            store = TokenStore.open(source)
+            built_with = store.meta.get("provenance", {}).get("tokenizer")
+            if store.vocab_size != tok.vocab_size or built_with not in (None, tok.fingerprint()):
+                raise InvalidInput(
+                    f"{source} was built with another tokenizer: use the one it was built with"
+                )
+            chunks, where = store, source
+        else:
+            chunks = _encoded_chunks(tok, source, num_stories, text_column, split, seed)
+            where = source
     ids = tok.encode(context)
-    if not ids:
-        raise InvalidInput(f"probe context {context!r} encodes to no token")
-    return count_store_continuations(store, ids, tok.vocab_size)
+    for text in next_texts:  # fail on a bad next token before counting a large corpus
+        single_token(tok, text, "next token")
+    counter = (
+        count_store_continuations(chunks, ids, tok.vocab_size)
+        if isinstance(chunks, TokenStore)
+        else count_continuations(chunks, ids, tok.vocab_size)
+    )
+    result = context_stats(counter, tok, context, list(next_texts), top)
+    result["data"] = where
+    return result
+
+
+def _encoded_chunks(
+    tok: Tok, source: str, num_stories: int | None, text_column: str, split: str, seed: int
+) -> Iterator[NDArray[np.int64]]:
+    """A text source's token stream, encoded batch by batch (never held whole)."""
+    from lmcollapse.data.sources import SourceSpec, iter_stories
+
+    if num_stories is None and source == "builtin":
+        num_stories = 10_000
+    spec = SourceSpec(
+        source, split=split, text_column=text_column, num_stories=num_stories, seed=seed
+    )
+    return (flat for flat, _ in encode_stories(tok, iter_stories(spec)))

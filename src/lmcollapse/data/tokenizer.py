@@ -224,3 +224,14 @@ def single_token(tok: Tok, text: str, what: str = "token") -> int:
             f"{tok.token_strings(ids)} (ids {ids}); give a single token"
         )
     return ids[0]
+
+
+def decode_story(tok: Tok, ids: Sequence[int] | NDArray[np.integer]) -> str:
+    """The text of one story, stripped, without its final end-of-text: the story's own end or the
+    separator a token store puts after a cut story (a cut sample has none). Neither is text, so
+    stored and freshly sampled stories read alike; whether one ended by itself is the caller's to
+    say (`TokenStore.finished`, the sampler's last token)."""
+    seq = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    if seq and seq[-1] == tok.eos_id:
+        seq = seq[:-1]
+    return tok.decode(seq).strip()

@@ -1,0 +1,214 @@
+"""Inspecting a run directory: what `lmcollapse status`, `probe` and `sample` print, from Python.
+
+    probe_run("runs/demo", " there", [" was", " were"], top=5)   # p̂_n(v|x) of every generation
+    sample_run("runs/demo", generation=3, num=5)                  # fresh stories of one model
+    print("\\n".join(status_lines(status("runs/demo"))))          # the `lmcollapse status` text
+
+A run is read through `lmcollapse.rundir` (layout, manifest, config, metrics), its truth counted
+in its own D0 (`data.stats.corpus_truth`), its models loaded with `models.load_model`; nothing
+here writes into the run. The `*_lines` helpers are the commands' text forms, so the command line
+only parses, calls one function and prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lmcollapse.data.prepare import open_prepared
+from lmcollapse.data.stats import corpus_truth
+from lmcollapse.data.tokenizer import decode_story, single_token
+from lmcollapse.errors import InvalidInput
+from lmcollapse.rundir import (
+    RunLayout,
+    collapse_summary,
+    completed,
+    read_manifest,
+    run_config,
+    status,
+)
+
+
+def probe_run(
+    run_dir: str | Path, context: str, next_texts: Sequence[str] = (), top: int = 5
+) -> dict[str, Any]:
+    """p̂_n(v|x) of every finished generation for any context x, next to the truth N_{x;v}/N_x of
+    the run's D0 and α* (what `lmcollapse probe --json` prints): probes the run did not plan."""
+    from lmcollapse.evaluate.probes import probe
+    from lmcollapse.models import load_model
+
+    if not context:
+        raise InvalidInput(
+            "the context is empty: give text such as ' there' (leading space matters)"
+        )
+    if top < 0:
+        raise InvalidInput(f"--top must be >= 0, got {top}")
+    layout = RunLayout(Path(run_dir))
+    manifest = read_manifest(layout)
+    corpus = open_prepared(layout.data)
+    tok = corpus.tokenizer
+    ids = {v: single_token(tok, v, "next token") for v in next_texts}  # before counting D0
+    truth = corpus_truth(corpus.d0, tok, context)
+    n_x = truth.n_x
+    out: dict[str, Any] = {
+        "run": str(run_dir),
+        "context": context,
+        "context_tokens": tok.token_strings(truth.context.tolist()),
+        "N_x": n_x,
+        "truth": {v: float(truth.counts[i] / n_x) if n_x else None for v, i in ids.items()},
+        "generations": [],
+    }
+    for n in completed(manifest, layout):
+        result = probe(load_model(layout.model(n)), tok, context, next_texts, truth, top_k=top)
+        out["generations"].append(
+            {
+                "generation": n,
+                "next": {v: d.to_plain() for v, d in result.next.items()},
+                "top": result.top,
+                "alpha_x_relative": result.alpha_x_relative,
+            }
+        )
+    return out
+
+
+def probe_lines(result: dict[str, Any]) -> list[str]:
+    """The text form of a `probe_run` result: the truth, then one line per generation."""
+    lines = [
+        f"context {result['context']!r} = {result['context_tokens']}; N_x in D0 = {result['N_x']:,}"
+    ]
+    for v, t in result["truth"].items():
+        lines.append(f"  truth p({v!r}|x) = {'—' if t is None else f'{t:.4f}'}")
+    for g in result["generations"]:
+        nxt = "  ".join(f"{v!r}: {d['p_hat']:.4f}" for v, d in g["next"].items())
+        tops = ", ".join(f"{t['token']!r} {t['p_hat']:.3f}" for t in g["top"])
+        lines.append(
+            f"  generation {g['generation']:3d}: {nxt}  α*/N_x {g['alpha_x_relative']}  top: {tops}"
+        )
+    return lines
+
+
+def sample_run(
+    run_dir: str | Path, generation: int, num: int, length: int | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Fresh stories from one finished generation's model, drawn as the run draws its corpora
+    (pure sampling, its sampling config and context) but stopped at end-of-text: what
+    `lmcollapse sample --json` prints. `finished[i]`: story i ended by itself within `length`
+    tokens (default: the run's sampling.length)."""
+    import torch
+
+    from lmcollapse.models import load_model
+    from lmcollapse.sample import SamplingParams, sample_batch, sampling_context
+
+    layout = RunLayout(Path(run_dir))
+    manifest = read_manifest(layout)
+    done = completed(manifest, layout)
+    if generation not in done:
+        raise InvalidInput(
+            f"generation {generation} of {run_dir} is not finished; finished: {done or 'none'}"
+        )
+    if num < 1:
+        raise InvalidInput(f"--num must be >= 1, got {num}")
+    cfg = run_config(run_dir)
+    tok = open_prepared(layout.data).tokenizer
+    model = load_model(layout.model(generation))
+    rows = sample_batch(
+        model,
+        num,
+        length if length is not None else cfg.sampling.length,
+        eos_id=tok.eos_id,
+        context=sampling_context(cfg, model),
+        generator=torch.Generator().manual_seed(seed),
+        params=SamplingParams.of(cfg.sampling),
+        stop_at_eos=True,
+    )
+    return {
+        "run": str(run_dir),
+        "generation": generation,
+        "seed": seed,
+        "stories": [decode_story(tok, r) for r in rows],
+        "finished": [bool(len(r)) and int(r[-1]) == tok.eos_id for r in rows],
+    }
+
+
+def sample_lines(result: dict[str, Any]) -> list[str]:
+    """The text form of a `sample_run` result: each story under a header that marks a story cut
+    at the length (its text ends in …), a blank line after each."""
+    lines = []
+    g = result["generation"]
+    for i, (text, done) in enumerate(zip(result["stories"], result["finished"], strict=True)):
+        mark = "" if done else " (unfinished: no end-of-text within --length)"
+        lines += [
+            f"--- generation {g}, story {i + 1}{mark} ---",
+            f"{text}{'' if done else ' …'}",
+            "",
+        ]
+    return lines
+
+
+def status_lines(s: dict[str, Any]) -> list[str]:
+    """The text form of `rundir.status`: status and progress, the last error, one line per
+    finished generation (perplexity, seconds per stage), the report."""
+    done = s["generations_done"]
+    lines = [
+        f"{s['run']}: {s['status']} — generations done {len(done)}/{s['generations_planned']}"
+        f" (preset {s['preset']}, created {s['created']})"
+    ]
+    if s.get("error"):
+        lines.append(f"last error: {s['error']}")
+    for n in done:
+        sec = s["seconds"].get(str(n)) or {}
+        timing = ", ".join(f"{k} {v:.2f}s" if v < 10 else f"{k} {v:.0f}s" for k, v in sec.items())
+        lines.append(
+            f"  generation {n:3d}: perplexity {s['perplexity'].get(str(n)):.3f} ({timing})"
+        )
+    if s["report"]:
+        lines.append(f"report: {s['report']}")
+    return lines
+
+
+def run_summary_lines(run_dir: str | Path) -> list[str]:
+    """What `lmcollapse run` prints at its end: generations, status, held-out perplexity by
+    generation (a long run's thinned to a dozen or so) and the report."""
+    s = status(run_dir)
+    items = [(k, v) for k, v in s["perplexity"].items() if v is not None]
+    if len(items) > 12:  # a long run: the first few, evenly spaced ones, the last
+        step = max(1, len(items) // 8)
+        keep = sorted(set(range(3)) | set(range(0, len(items), step)) | {len(items) - 1})
+        items = [items[i] for i in keep]
+    ppl = ", ".join(f"{k}: {v:.2f}" for k, v in items)
+    return [
+        f"{run_dir}: {len(s['generations_done'])} generation(s), status {s['status']}",
+        f"held-out perplexity by generation: {ppl}",
+        f"report: {s['report']}",
+    ]
+
+
+def sweep_summary_lines(
+    root: str | Path, key: str, runs: Mapping[str, str | Path], report: str | Path
+) -> list[str]:
+    """What `lmcollapse sweep` prints: per run (label → directory) its perplexity from the first
+    generation to the last and where it first doubled (`rundir.collapse_summary`)."""
+    lines = [f"{root}: {len(runs)} runs of {key}"]
+    for label, d in runs.items():
+        c = collapse_summary(d)
+        onset = f"generation {c['onset']}" if c["onset"] else "not within the run"
+        first = "—" if c["first"] is None else f"{c['first']:.2f}"
+        last = "—" if c["last"] is None else f"{c['last']:.2f}"
+        lines.append(
+            f"  {label}: perplexity {first} → {last} over {c['generations']} generations; "
+            f"doubled at {onset}"
+        )
+    lines.append(f"report: {report}")
+    return lines
+
+
+__all__ = [
+    "probe_lines",
+    "probe_run",
+    "run_summary_lines",
+    "sample_lines",
+    "sample_run",
+    "status_lines",
+    "sweep_summary_lines",
+]
