@@ -24,8 +24,8 @@ process evaluates and writes manifests, metrics, figures and the report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import logging
 import math
 import shutil
 import time
@@ -52,8 +52,7 @@ from lmcollapse.rundir import (
     sha256_of,
     start_or_resume,
 )
-
-log = logging.getLogger("lmcollapse")
+from lmcollapse.runtime import log, log_to, say
 
 # Seconds between rewrites of metrics.csv, figures and report.html during a run (fast model
 # families finish many generations per second; the end of the run always writes them).
@@ -93,7 +92,7 @@ class _Context:
             atomic_write_json(self.layout.manifest, self.manifest, indent=None)
 
     def say(self, message: str) -> None:
-        _say(message, self.progress)
+        say(message, self.progress)
 
 
 @dataclass
@@ -137,10 +136,10 @@ def run(
             raise InvalidInput(f"cannot create run directory {root}: {exc.strerror}") from None
         lock: Any = RunLock(layout.lock)
     else:
-        lock = _NoLock()
+        lock = contextlib.nullcontext()  # the main process holds the lock
     with lock:
         state.wait_for_everyone()
-        handler = _log_to(layout) if state.is_main_process else None
+        handler = log_to(layout.log) if state.is_main_process else None
         try:
             return _run_locked(cfg, layout, manifest, state, progress)
         except InvalidInput:
@@ -151,30 +150,6 @@ def run(
             if handler is not None:
                 log.removeHandler(handler)
                 handler.close()
-
-
-class _NoLock:
-    def __enter__(self) -> _NoLock:
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        return None
-
-
-def _log_to(layout: RunLayout) -> logging.Handler:
-    handler = logging.FileHandler(layout.log, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
-def _say(message: str, progress: bool = True) -> None:
-    log.info(message)
-    if progress:
-        from tqdm.auto import tqdm
-
-        tqdm.write(message)
 
 
 def _run_locked(
@@ -464,15 +439,7 @@ def record(ctx: _Context, g: Generation) -> None:
     ctx.save_manifest()
     if time.monotonic() - ctx.outputs_at >= max(OUTPUT_INTERVAL, 10 * ctx.outputs_cost):
         _write_outputs(ctx)  # the run's end writes them in any case
-    ctx.say(
-        f"generation {n}: held-out perplexity {m.perplexity:.2f}; "
-        + "; ".join(
-            f"p̂({v!r}|{p.context!r}) = {d.p_hat:.3f} (truth {d.truth:.3f})"
-            for p in m.probes
-            for v, d in p.next.items()
-            if d.truth is not None
-        )
-    )
+    ctx.say(m.summary())
 
 
 Stage = Callable[[_Context, Generation], None]
@@ -481,20 +448,12 @@ TIMED: dict[Stage, str] = {fit: "train", sample: "sample", evaluate: "evaluate"}
 
 
 def _write_samples(ctx: _Context, n: int, store: Any) -> None:
-    """A few whole stories of generation n's corpus (D0 for n = 0), chosen by seed (Table 1)."""
-    from lmcollapse.data.tokenizer import decode_story
+    """samples.txt: a few whole stories of generation n's corpus (D0 for n = 0), by seed."""
+    from lmcollapse.evaluate.corpus import samples_text
 
-    count, tok = ctx.cfg.evaluation.num_samples, ctx.corpus.tokenizer
-    parts = []
-    if count and store.num_stories:
-        rng = np.random.default_rng(seed_for(ctx.cfg.run.seed, n, "samples"))
-        size = min(count, store.num_stories)
-        idx = np.sort(rng.choice(store.num_stories, size=size, replace=False))
-        for i, done in zip(idx, store.finished(idx), strict=True):
-            text = decode_story(tok, store.story(int(i)))
-            mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
-            parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
-    atomic_write_text(ctx.layout.samples(n), "\n".join(parts))
+    seed = seed_for(ctx.cfg.run.seed, n, "samples")
+    text = samples_text(store, ctx.corpus.tokenizer, ctx.cfg.evaluation.num_samples, seed)
+    atomic_write_text(ctx.layout.samples(n), text)
 
 
 def _write_outputs(ctx: _Context) -> None:
@@ -525,7 +484,7 @@ def sweep(
         raise InvalidInput(f"sweep directory {root} exists and is not a directory: choose another")
     dirs = []
     for label, cfg in configs.items():
-        _say(f"sweep: {label}", progress)
+        say(f"sweep: {label}", progress)
         dirs.append(run(cfg, root / label, preset=preset, progress=progress))
     report = write_report(dirs, root / "report.html", figures_dir=root / "figures")
     return dirs, report

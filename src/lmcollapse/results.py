@@ -208,6 +208,16 @@ class GenerationMetrics(_Plain):
             **{k: d.get(k) for k in names},
         )
 
+    def summary(self) -> str:
+        """One line for the run log: perplexity, and every probe's p̂ next to its truth."""
+        probes = "; ".join(
+            f"p̂({v!r}|{p.context!r}) = {d.p_hat:.3f} (truth {d.truth:.3f})"
+            for p in self.probes
+            for v, d in p.next.items()
+            if d.truth is not None and d.p_hat is not None
+        )
+        return f"generation {self.generation}: held-out perplexity {self.perplexity:.2f}; {probes}"
+
     def row(self) -> dict[str, Any]:
         """One flat row of metrics.csv."""
         row: dict[str, Any] = {

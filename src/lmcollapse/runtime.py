@@ -8,8 +8,10 @@ are Hugging Face accelerate's: `make_accelerator` builds the Accelerator, `proce
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +98,27 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * num_processes()
     dist.all_gather_object(out, obj)
     return out
+
+
+log = logging.getLogger("lmcollapse")
+
+
+def log_to(path: Path) -> logging.Handler:
+    """Also log lmcollapse's messages to a file (a run's run.log); remove the handler after."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def say(message: str, progress: bool = True) -> None:
+    """Log a message, and print it above the progress bars when they are on."""
+    log.info(message)
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message)
 
 
 def progress_bar(

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lmcollapse.data.store import TokenStore, written
+from lmcollapse.data.tokenizer import Tok, decode_story
 from lmcollapse.errors import InvalidInput
 from lmcollapse.results import CorpusStats
 
@@ -225,3 +226,18 @@ def corpus_stats(store: TokenStore, ref: Reference, *, seed: int = 0) -> CorpusS
         kl_bigram_to_d0=_kl_bits(bi, ref.bigrams),
         kl_bigram_from_d0=_kl_bits(ref.bigrams, bi),
     )
+
+
+def samples_text(store: TokenStore, tok: Tok, count: int, seed: int) -> str:
+    """A few whole stories of a corpus, chosen by seed (Table 1), as samples.txt holds them;
+    a story the sampler cut is marked unfinished."""
+    if count == 0 or store.num_stories == 0:
+        return ""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(store.num_stories, size=min(count, store.num_stories), replace=False))
+    parts = []
+    for i, done in zip(idx, store.finished(idx), strict=True):
+        text = decode_story(tok, store.story(int(i)))
+        mark = "" if done else " (unfinished: cut by the sampler, no end of its own)"
+        parts.append(f"--- story {int(i)}{mark} ---\n{text}{'' if done else ' …'}\n")
+    return "\n".join(parts)
