@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def run(config: Any = None, out: str | Path | None = None, **kwargs: Any) -> Path:
