@@ -19,6 +19,7 @@ process evaluates and writes manifests, metrics, figures and the report.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -32,8 +33,8 @@ import numpy as np
 
 from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
 from lmcollapse.config import ExperimentConfig, dump_yaml, to_plain
-from lmcollapse.data.paradigms import ACCUMULATING, generated_scale
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import Paradigm, from_config
 from lmcollapse.rundir import (
     RunLayout,
     RunLock,
@@ -83,6 +84,11 @@ class _Context:
     @property
     def main(self) -> bool:
         return bool(self.state.is_main_process)
+
+    @functools.cached_property
+    def paradigm(self) -> Paradigm:
+        """The run's paradigm, built once from cfg.paradigm."""
+        return from_config(self.cfg.paradigm)
 
     def save_manifest(self) -> None:
         if self.main:
@@ -362,18 +368,14 @@ def _generation(ctx: _Context, n: int) -> None:
     _say(f"generation {n}/{cfg.run.generations}", ctx.progress)
 
     # What generation n trains on: the paradigm's shares of |D0| (tokens or stories).
-    par = cfg.paradigm
-    accumulating = par.name in ACCUMULATING
-    needed = range(1, n) if accumulating else range(max(1, n - 1), n)  # what the paradigm reads
+    needed = [j for j in ctx.paradigm.needs(n) if j]  # the S_j the paradigm reads
     sources = {D0: corpus.d0} | {generated(j): TokenStore.open(layout.corpus(j)) for j in needed}
     comp, chosen = compose(
-        par.name,
+        ctx.paradigm,
         n,
         sources,
-        unit=par.unit,
+        unit=cfg.paradigm.unit,
         seed=seed_for(cfg.run.seed, n, "composition"),
-        k=par.k,
-        lam=par.lam,
     )
     data = TrainingSet(
         [sources[p.source] for p in comp.parts], [chosen[p.source] for p in comp.parts]
@@ -411,7 +413,7 @@ def _generation(ctx: _Context, n: int) -> None:
     t0 = time.perf_counter()
     model.eval()
     s = cfg.sampling
-    scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
+    scale = ctx.paradigm.scale
     size: dict[str, int] = {}  # k·|D0| per generation, in the paradigm's unit
     if s.num_sequences is not None:
         size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))
@@ -524,8 +526,7 @@ def _train_ngram(ctx: _Context, n: int, model: Any, data: Any) -> Any:
         full = ngram.expected_corpus(
             model,
             mode,
-            cfg.paradigm.name,
-            cfg.paradigm.k,
+            ctx.paradigm,
             d0.num_stories,
             d0.num_tokens if cfg.paradigm.unit == "tokens" else None,
             cap,
@@ -591,9 +592,8 @@ def _expected_training_table(ctx: _Context, n: int) -> Any:
     """Generation n's training counts from the expected corpora, in the paradigm's shares."""
     from lmcollapse.models.ngram import training_table
 
-    p = ctx.cfg.paradigm
     last, cumulative, d0 = _load_expected(ctx.layout, n - 1)
-    return training_table(p.name, n, d0, last, cumulative, p.k, p.lam)
+    return training_table(ctx.paradigm, n, d0, last, cumulative)
 
 
 def sampling_context(cfg: ExperimentConfig, model: Any) -> int:
