@@ -208,9 +208,9 @@ def test_the_bridge_uses_measured_shares() -> None:
     ]
     a = bridge(p, counts, "accumulate-subsample", k)
     b = bridge(p, counts, "accumulate-subsample", k, shares=nominal)
-    np.testing.assert_allclose(a["real_data_weight"], b["real_data_weight"], rtol=1e-12)
-    np.testing.assert_allclose(a["alpha_relative"], b["alpha_relative"], atol=1e-12)
-    assert b["shares"] == "measured token shares" and a["shares"] == "nominal"
+    np.testing.assert_allclose(a.real_data_weight, b.real_data_weight, rtol=1e-12)
+    np.testing.assert_allclose(a.alpha_relative, b.alpha_relative, atol=1e-12)
+    assert b.shares == "measured token shares" and a.shares == "nominal"
     # generation 2 trained on 60% D0 and 40% S_1 (by tokens, not the nominal 2/3 and 1/3), with
     # an error that has a zero entry (so Remark B.1's minimal error is the true one)
     _, a1 = theory.decompose(p[0], counts)
@@ -219,10 +219,10 @@ def test_the_bridge_uses_measured_shares() -> None:
     p2 = (base + a2) / (base + a2).sum()
     shares = [None, {0: 0.6, 1: 0.4}]
     measured = bridge([p[0], p2], counts, "accumulate-subsample", k, shares=shares)
-    assert measured["alpha_relative"][1] == pytest.approx(50.0 / base.sum(), rel=1e-9)
-    assert measured["real_data_share"] == [1.0, 0.6]
+    assert measured.alpha_relative[1] == pytest.approx(50.0 / base.sum(), rel=1e-9)
+    assert measured.real_data_share == [1.0, 0.6]
     guessed = bridge([p[0], p2], counts, "accumulate-subsample", k)
-    assert guessed["alpha_relative"][1] != pytest.approx(50.0 / base.sum(), rel=1e-3)
+    assert guessed.alpha_relative[1] != pytest.approx(50.0 / base.sum(), rel=1e-3)
     metrics = [
         {"composition": {"parts": [{"source": "d0", "count": 9, "tokens": 900}]}},
         {
