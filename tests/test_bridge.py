@@ -3,6 +3,7 @@ n-gram family through the same pipeline, report and `theory --from-run` as GPT-N
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,15 @@ import numpy as np
 import pytest
 
 from lmcollapse import theory
-from lmcollapse.bridge import bridge, error_trend, estimate_errors
+from lmcollapse.bridge import (
+    BridgeResult,
+    ProbeBridge,
+    SkippedProbe,
+    bridge,
+    error_trend,
+    estimate_errors,
+)
+from lmcollapse.config import to_plain
 from lmcollapse.errors import InvalidInput
 
 
@@ -35,17 +44,15 @@ def test_known_errors_are_recovered_exactly(paradigm, k, lam) -> None:
     got, _ = estimate_errors(p_hat, counts, paradigm, k, lam=lam)
     np.testing.assert_allclose(got, alpha, rtol=1e-9, atol=1e-9 * counts.sum())
     result = bridge(p_hat, counts, paradigm, k, lam=lam, tokens={"was": 0})
-    assert result["rebuild_error"] < 1e-12
+    assert result.rebuild_error < 1e-12
     np.testing.assert_allclose(
-        result["real_data_weight"],
+        result.real_data_weight,
         theory.real_data_weight(counts, alpha, paradigm, k, lam=lam),
         rtol=1e-9,
     )
     limit = theory.limit_term(alpha, paradigm, k, lam=lam)[:, 0]
     want = [None if not np.isfinite(v) else v for v in limit]
-    assert [None if v is None else pytest.approx(v) for v in want] == result["tokens"]["was"][
-        "limit"
-    ]
+    assert [None if v is None else pytest.approx(v) for v in want] == result.tokens["was"]["limit"]
 
 
 @pytest.mark.parametrize("paradigm", ["replace", "accumulate-subsample"])
@@ -55,10 +62,10 @@ def test_long_runs_whose_errors_pass_float_range_stay_finite(paradigm) -> None:
     rng = np.random.default_rng(0)
     p_hat = rng.dirichlet(np.full(6, 0.5), size=500) * 0.999 + 0.001 / 6
     result = bridge(p_hat, np.array([50.0, 30, 10, 5, 5, 0]), paradigm, tokens={"a": 0})
-    json.dumps(result, allow_nan=False)
-    assert result["alpha_cumulative_log10"][-1] > (308 if paradigm == "replace" else 100)
-    assert result["real_data_weight"][-1] < 1e-100 and result["rebuild_error"] < 1e-9
-    assert result["trend"]["verdict"].startswith("not tending to zero")
+    json.dumps(to_plain(result), allow_nan=False)  # finite as it is, not made so by json_safe
+    assert result.alpha_cumulative_log10[-1] > (308 if paradigm == "replace" else 100)
+    assert result.real_data_weight[-1] < 1e-100 and result.rebuild_error < 1e-9
+    assert result.trend["verdict"].startswith("not tending to zero")
 
 
 def test_the_trend_tells_constant_from_summable_errors() -> None:
@@ -82,13 +89,54 @@ def test_the_trend_of_a_constant_error_run_is_constant() -> None:
     alpha *= 10.0 / alpha.sum(axis=1, keepdims=True)  # α[n] = 10 every generation
     p_hat = theory.closed_form(counts, alpha, "replace")
     result = bridge(p_hat, counts, "replace")
-    assert result["trend"]["verdict"].startswith("not tending to zero")
-    assert result["trend"]["slope"] == pytest.approx(0.0, abs=1e-6)
+    assert result.trend["verdict"].startswith("not tending to zero")
+    assert result.trend["slope"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_bridge_refuses_what_the_theory_does_not_cover() -> None:
     with pytest.raises(InvalidInput, match="theory covers"):
         estimate_errors(np.full((2, 3), 1 / 3), np.ones(3), "accumulate")
+    with pytest.raises(InvalidInput, match="k: must be > 0"):  # the paradigms' one validator
+        estimate_errors(np.full((2, 3), 1 / 3), np.ones(3), "accumulate-subsample", 0.0)
+
+
+def test_the_typed_result_is_bridge_json_and_bridge_csv() -> None:
+    """from_run's BridgeResult: to_plain(·, json_safe=True) has bridge.json's keys in its order
+    (a probe's context first; a skipped probe only its context, N_x and why), rows() bridge.csv's
+    rows, one per compared probe and generation."""
+    counts = np.array([760.0, 50, 120, 5, 70])
+    alpha = minimal_errors(3, counts.size, seed=4, scale=20.0)
+    one = bridge(theory.closed_form(counts, alpha, "replace"), counts, "replace", tokens={"a": 0})
+    assert isinstance(one, ProbeBridge) and "context" not in to_plain(one)
+    probes = [dataclasses.replace(one, context=" there"), SkippedProbe(" here", 0, "never seen")]
+    result = BridgeResult("runs/x", [1, 2, 3], probes)
+    plain = to_plain(result, json_safe=True)
+    assert list(plain) == ["run", "generations", "probes"]
+    assert list(plain["probes"][0]) == [
+        "context",
+        "N_x",
+        "paradigm",
+        "k",
+        "lam",
+        "alpha_relative",
+        "alpha_total_log10",
+        "alpha_cumulative_log10",
+        "real_data_weight",
+        "real_data_share",
+        "shares",
+        "rebuild_error",
+        "distance_to_limit",
+        "distance_to_truth",
+        "trend",
+        "tokens",
+    ]
+    assert plain["probes"][1] == {"context": " here", "N_x": 0, "skipped": "never seen"}
+    assert json.loads(json.dumps(plain, allow_nan=False)) == plain
+    assert result.compared == probes[:1] and result.paradigm == "replace"
+    rows = result.rows()
+    assert [r["generation"] for r in rows] == [1, 2, 3]
+    assert rows[1]["context"] == " there" and rows[1]["p_hat[a]"] == one.tokens["a"]["p_hat"][1]
+    assert rows[2]["real_data_share"] == 0.0 and rows[0]["alpha_relative"] == one.alpha_relative[0]
 
 
 # ----------------------------------------------------------------------------------------------

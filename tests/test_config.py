@@ -140,7 +140,7 @@ def test_validation_lists_every_problem_at_once_naming_each_key() -> None:
     for expected in [
         "paradigm.name: expected one of 'replace', 'accumulate-subsample', 'accumulate', 'mix', "
         "got 'recycle'",
-        "paradigm.k: must be > 0, got -1",
+        "paradigm.k: must be > 0 and finite (the accumulation rate), got -1",
         "paradigm.kk: unknown key (did you mean paradigm.k?)",
         "training.batch_size: 320 is not a multiple of micro_batch_size=33",
         "training.learning_rate: expected a number, got 'fast'",

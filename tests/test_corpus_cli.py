@@ -173,8 +173,8 @@ def test_bad_corpus_input(tmp_path: Path, write, builtin_corpus) -> None:
             "paradigm.k: must be > 0",
         ),
         (
-            ["corpus", "prepare", "--set", "paradigm.lam=1", "--out", str(tmp_path / "o7")],
-            "paradigm.lam: must be in [0, 1)",
+            ["corpus", "prepare", "--set", "paradigm.lam=1.5", "--out", str(tmp_path / "o7")],
+            "paradigm.lam: must be in [0, 1] (the real-data share of mix), got 1.5",
         ),
         (["corpus", "stats", "--data", path, "--context", ""], "the context is empty"),
         (

@@ -22,6 +22,7 @@ from lmcollapse.data.store import TokenStore, TokenStoreWriter
 from lmcollapse.errors import InvalidInput
 from lmcollapse.models import build_model
 from lmcollapse.models.ngram import NGramModel
+from lmcollapse.paradigms import AccumulateSubsample, Mix, Replace
 from lmcollapse.train import train
 
 EOS = 0
@@ -136,7 +137,7 @@ def test_accumulate_subsample_shares_are_token_shares(tmp_path: Path) -> None:
     sources = {D0: d0} | {
         generated(j): _generated_store(tmp_path / f"g{j}", 6000, 20.0, j) for j in range(1, n)
     }
-    comp, chosen = compose("accumulate-subsample", n, sources, unit="tokens", seed=3, k=k)
+    comp, chosen = compose(AccumulateSubsample(k), n, sources, unit="tokens", seed=3)
     assert comp.token_share(D0) == pytest.approx(1 / 3.5, abs=0.01)
     assert comp.total_tokens == pytest.approx(d0.num_tokens, rel=0.02)
     longest = {s: int(st.lengths().max()) for s, st in sources.items()}
@@ -146,7 +147,7 @@ def test_accumulate_subsample_shares_are_token_shares(tmp_path: Path) -> None:
         idx = chosen[part.source]
         assert idx.size == part.count == np.unique(idx).size
         assert part.tokens == int(sources[part.source].lengths()[idx].sum())
-    by_stories, _ = compose("accumulate-subsample", n, sources, unit="stories", seed=3, k=k)
+    by_stories, _ = compose(AccumulateSubsample(k), n, sources, unit="stories", seed=3)
     assert by_stories.share(D0) == pytest.approx(1 / 3.5, abs=1e-3)
     assert by_stories.token_share(D0) > 0.5  # D0's stories are 3x longer: the drift tokens fix
     d = comp.to_dict()
@@ -157,15 +158,15 @@ def test_accumulate_subsample_shares_are_token_shares(tmp_path: Path) -> None:
 def test_story_unit_is_the_old_composition_and_tokens_are_seeded(tmp_path: Path) -> None:
     d0 = _generated_store(tmp_path / "d0", 500, 30.0, 0)
     sources = {D0: d0, generated(1): _generated_store(tmp_path / "g1", 500, 30.0, 1)}
-    comp, _ = compose("mix", 2, sources, unit="stories", seed=0, lam=0.3)
-    old = composition("mix", 2, 500, {1: 500}, lam=0.3)
+    comp, _ = compose(Mix(0.3), 2, sources, unit="stories", seed=0)
+    old = composition(Mix(0.3), 2, 500, {1: 500})
     assert [(p.source, p.count) for p in comp.parts] == [(p.source, p.count) for p in old.parts]
-    a = compose("mix", 2, sources, seed=5, lam=0.3)[1]
-    b = compose("mix", 2, sources, seed=5, lam=0.3)[1]
-    c = compose("mix", 2, sources, seed=6, lam=0.3)[1]
+    a = compose(Mix(0.3), 2, sources, seed=5)[1]
+    b = compose(Mix(0.3), 2, sources, seed=5)[1]
+    c = compose(Mix(0.3), 2, sources, seed=6)[1]
     assert all(np.array_equal(a[s], b[s]) for s in a)
     assert any(not np.array_equal(a[s], c[s]) for s in a)
-    whole, idx = compose("replace", 2, sources, seed=0)
+    whole, idx = compose(Replace(), 2, sources, seed=0)
     assert whole.parts[0].tokens == sources[generated(1)].num_tokens
     np.testing.assert_array_equal(idx[generated(1)], np.arange(500))
 
@@ -188,9 +189,9 @@ def test_a_source_too_small_for_its_token_share_is_refused(tmp_path: Path) -> No
         generated(1): _generated_store(tmp_path / "g1", 20, 30.0, 1),
     }
     with pytest.raises(InvalidInput, match="tokens from gen_001, which has only"):
-        compose("mix", 2, sources, seed=0, lam=0.2)
+        compose(Mix(0.2), 2, sources, seed=0)
     with pytest.raises(InvalidInput, match="paradigm unit must be one of tokens, stories"):
-        compose("mix", 2, sources, seed=0, unit="words")
+        compose(Mix(0.2), 2, sources, seed=0, unit="words")
 
 
 def test_the_bridge_uses_measured_shares() -> None:
@@ -207,9 +208,9 @@ def test_the_bridge_uses_measured_shares() -> None:
     ]
     a = bridge(p, counts, "accumulate-subsample", k)
     b = bridge(p, counts, "accumulate-subsample", k, shares=nominal)
-    np.testing.assert_allclose(a["real_data_weight"], b["real_data_weight"], rtol=1e-12)
-    np.testing.assert_allclose(a["alpha_relative"], b["alpha_relative"], atol=1e-12)
-    assert b["shares"] == "measured token shares" and a["shares"] == "nominal"
+    np.testing.assert_allclose(a.real_data_weight, b.real_data_weight, rtol=1e-12)
+    np.testing.assert_allclose(a.alpha_relative, b.alpha_relative, atol=1e-12)
+    assert b.shares == "measured token shares" and a.shares == "nominal"
     # generation 2 trained on 60% D0 and 40% S_1 (by tokens, not the nominal 2/3 and 1/3), with
     # an error that has a zero entry (so Remark B.1's minimal error is the true one)
     _, a1 = theory.decompose(p[0], counts)
@@ -218,10 +219,10 @@ def test_the_bridge_uses_measured_shares() -> None:
     p2 = (base + a2) / (base + a2).sum()
     shares = [None, {0: 0.6, 1: 0.4}]
     measured = bridge([p[0], p2], counts, "accumulate-subsample", k, shares=shares)
-    assert measured["alpha_relative"][1] == pytest.approx(50.0 / base.sum(), rel=1e-9)
-    assert measured["real_data_share"] == [1.0, 0.6]
+    assert measured.alpha_relative[1] == pytest.approx(50.0 / base.sum(), rel=1e-9)
+    assert measured.real_data_share == [1.0, 0.6]
     guessed = bridge([p[0], p2], counts, "accumulate-subsample", k)
-    assert guessed["alpha_relative"][1] != pytest.approx(50.0 / base.sum(), rel=1e-3)
+    assert guessed.alpha_relative[1] != pytest.approx(50.0 / base.sum(), rel=1e-3)
     metrics = [
         {"composition": {"parts": [{"source": "d0", "count": 9, "tokens": 900}]}},
         {

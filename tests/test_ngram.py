@@ -18,6 +18,7 @@ from lmcollapse.models.ngram import (
     from_table,
     table_of,
 )
+from lmcollapse.paradigms import Replace, paradigm_of
 from lmcollapse.sample import stories_of
 
 EOS = 0
@@ -273,7 +274,8 @@ def test_paper_mode_is_the_closed_form_to_1e9(random_d0, paradigm, k) -> None:
     """The paper's count form: generation n's p̂_n(·|x) is Eq. (5)/(7) with α_i[n] = δ."""
     G, V, delta = 50, 12, 0.05
     first = NGramModel(V, EOS, order=2, delta=delta).fit(TrainingSet.whole(random_d0))
-    models = expected_run(first, G, paradigm, "paper", d0_stories=random_d0.num_stories, k=k)
+    par = paradigm_of(paradigm, k)
+    models = expected_run(first, G, par, "paper", d0_stories=random_d0.num_stories)
     for x in (EOS, 1, 5):
         measured = np.array([m.distribution([x]) for m in models])
         want = theory.closed_form(_probe_counts(first, x), np.full((G, V), delta), paradigm, k)
@@ -289,7 +291,7 @@ def test_chain_mode_replace_is_the_closed_form_with_the_implied_errors(random_d0
     theory's y (N_n(x) is how often x occurs in generation n's training counts)."""
     G, V, delta = 50, 12, 0.05
     first = NGramModel(V, EOS, order=2, delta=delta).fit(TrainingSet.whole(random_d0))
-    models = expected_run(first, G, "replace", "chain", d0_stories=random_d0.num_stories)
+    models = expected_run(first, G, Replace(), "chain", d0_stories=random_d0.num_stories)
     for x in (EOS, 3):
         counts = _probe_counts(first, x)
         alpha = np.empty((G, V))

@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from lmcollapse import theory
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import paradigm_of
 
 RNG = np.random.default_rng(20241123)
 COUNTS = RNG.integers(0, 500, size=50).astype(np.float64)  # zeros included: unseen continuations
@@ -217,6 +218,26 @@ def test_real_data_weight_and_share() -> None:
     np.testing.assert_allclose(theory.real_data_share(3, "mix", lam=0.25), [1, 0.25, 0.25])
 
 
+def test_the_real_data_share_is_the_paradigms_and_the_validator_is_the_one() -> None:
+    """real_data_share is D0's weight over the sum of the paradigm's weights: the Sec. 2.1.1
+    formulas to the last bit; bad parameters get lmcollapse.paradigms' message."""
+    n = np.arange(1, 201, dtype=np.float64)
+    for k in (0.05, 1.0, 3.7):
+        np.testing.assert_array_equal(
+            theory.real_data_share(200, "accumulate-subsample", k), 1.0 / (1.0 + (n - 1.0) * k)
+        )
+    for lam in (0.0, 0.3, 0.71, 1.0):
+        np.testing.assert_array_equal(theory.real_data_share(5, "mix", lam=lam), [1] + [lam] * 4)
+    for name, k, lam in (("accumulate-subsample", 0.0, 0.5), ("mix", 1.0, 1.5)):
+        with pytest.raises(InvalidInput) as direct:
+            paradigm_of(name, k, lam)
+        with pytest.raises(InvalidInput) as via_theory:
+            theory.real_data_share(3, name, k, lam=lam)
+        assert str(via_theory.value) == str(direct.value)
+    with pytest.raises(InvalidInput, match="unknown paradigm 'accumulate': choose one of replace"):
+        theory.closed_form(COUNTS, ALPHA, "accumulate")  # no closed form here: the pipeline's only
+
+
 def test_accumulate_subsample_weight_decays_only_logarithmically() -> None:
     counts = np.array([1000.0])
     alpha = theory.constant_errors(10_000, 50.0, [1.0])
@@ -279,9 +300,9 @@ def test_harmonic_errors_collapse_replace_but_not_accumulate_subsample() -> None
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: theory.closed_form(COUNTS, ALPHA, "accumulate-subsample", 0.0), "k must be"),
-        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", -1.0), "k must be"),
-        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", "1"), "k must be"),
+        (lambda: theory.closed_form(COUNTS, ALPHA, "accumulate-subsample", 0.0), "k: must be"),
+        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", -1.0), "k: must be"),
+        (lambda: theory.recurrence(COUNTS, ALPHA, "accumulate-subsample", "1"), "k: must be"),
         (lambda: theory.iid_errors(3, 1.0, [1], seed=-1), "seed must be"),
         (lambda: theory.closed_form(-COUNTS - 1, ALPHA, "replace"), "counts must be non-negative"),
         (lambda: theory.closed_form(COUNTS, -ALPHA, "replace"), "alpha must be non-negative"),
@@ -293,8 +314,8 @@ def test_harmonic_errors_collapse_replace_but_not_accumulate_subsample() -> None
         ),
         (lambda: theory.closed_form(COUNTS, ALPHA, "collapse"), "unknown paradigm 'collapse'"),
         (lambda: theory.closed_form(np.zeros(50), ALPHA, "replace"), "positive total"),
-        (lambda: theory.closed_form(COUNTS, ALPHA, "mix", lam=1.5), "lam"),
-        (lambda: theory.limit_term(ALPHA, "accumulate-subsample", k=float("nan")), "k must be"),
+        (lambda: theory.closed_form(COUNTS, ALPHA, "mix", lam=1.5), r"lam: must be in \[0, 1\]"),
+        (lambda: theory.limit_term(ALPHA, "accumulate-subsample", k=float("nan")), "k: must be"),
         (lambda: theory.decompose([0.5, 0.5, 0.0], [1, 1, 1]), "must be > 0"),
         (lambda: theory.decompose([0.5, 0.6], [1, 1]), "must sum to 1"),
         (lambda: theory.decompose([0.5, 0.5], [1, 1, 1]), "shape"),

@@ -11,11 +11,17 @@ generation (`theory.decompose` with b[n] as the counts). From the estimated α f
 2.1's limit term, the real-data weight N_x / y[n] that the proof says must vanish, and whether
 the per-generation errors look like tending to zero (the theorem's assumption is that they do
 not). Pure numpy, like lmcollapse.theory.
+
+The results are typed: `bridge` returns one probe's `ProbeBridge`, `from_run` a run's
+`BridgeResult`; `lmcollapse.config.to_plain(result, json_safe=True)` is what bridge.json holds and
+`BridgeResult.rows()` what bridge.csv holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from lmcollapse import theory
 from lmcollapse.config import to_plain
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import AccumulateSubsample, Paradigm, Terms, paradigm_of
 
 BRIDGE_PARADIGMS = theory.PARADIGMS  # replace, accumulate-subsample, mix
 
@@ -51,27 +58,48 @@ class _Scaled:
         v = np.exp(la - m) * self.vec + np.exp(lb - m) * other.vec
         return _Scaled(v / v.sum(), m + float(np.log(v.sum())))
 
+    def times(self, w: float) -> _Scaled:
+        """w·self (self itself for w = 1)."""
+        if w == 1:
+            return self
+        return _Scaled(self.vec, self.log + float(np.log(w)) if w > 0 else -np.inf)
+
 
 Shares = Sequence[Mapping[int, float] | None]
 
 
-def _estimate(
-    p: NDArray[np.float64],
-    n_i: NDArray[np.float64],
-    paradigm: str,
-    k: float,
-    lam: float,
-    shares: Shares | None = None,
-) -> dict[str, Any]:
-    """The estimation in scale-free form: per generation, α_i[n]/b[n] (`a`), log b[n], the
-    direction of y[n] and log y[n]. `shares[n-1]`, when given for n ≥ 2, are the measured token
-    shares of generation n's training set by source (0: D0, j: S_j), used instead of the
-    paradigm's nominal ones: b[n] = w_0 N + Σ_j w_j y[j]."""
+def _paradigm(paradigm: str, k: float, lam: float) -> Paradigm:
+    """The run's paradigm, if the theory covers it (Accumulate has no closed form here)."""
     if paradigm not in BRIDGE_PARADIGMS:
         raise InvalidInput(
             f"the theory covers {', '.join(BRIDGE_PARADIGMS)}; a {paradigm!r} run has no "
             "closed form to compare with"
         )
+    return paradigm_of(paradigm, k, lam)
+
+
+def _nominal(t: Terms, truth: _Scaled, last: _Scaled, running: _Scaled) -> _Scaled:
+    """b[n] = (real·N + each·(Σ_{j<n} y[j] or y[n-1])) / norm, the paradigm's weights."""
+    generated = running if t.pooled else last
+    if not t.each:
+        base = truth.times(t.real)
+    elif not t.real:
+        base = generated.times(t.each)
+    else:
+        base = truth.plus(generated, t.real, t.each)
+    return base if t.norm == 1 else _Scaled(base.vec, base.log - float(np.log(t.norm)))
+
+
+def _estimate(
+    p: NDArray[np.float64],
+    n_i: NDArray[np.float64],
+    paradigm: Paradigm,
+    shares: Shares | None = None,
+) -> dict[str, Any]:
+    """The estimation in scale-free form: per generation, α_i[n]/b[n] (`a`), log b[n], the
+    direction of y[n] and log y[n]. b[n] = Σ_src w_src·y[src] (y[0] = N) with the paradigm's
+    weights — or, where `shares[n-1]` is given for n ≥ 2, the measured token shares of generation
+    n's training set by source (0: D0, j: S_j) as the weights."""
     if p.ndim != 2 or p.shape[1] != n_i.size:
         raise InvalidInput(f"p_hat must be (G, V) with V = {n_i.size}, got shape {p.shape}")
     G, V = p.shape
@@ -86,21 +114,14 @@ def _estimate(
     ys: list[_Scaled] = []  # y[1..n-1], for measured shares
     for n in range(1, G + 1):
         measured = _measured(shares, n)
-        if n == 1:
-            base = truth
-        elif measured:
+        if n > 1 and measured:
             base = _Scaled(np.zeros(V), -np.inf)
             for src, w in sorted(measured.items()):
                 if src < 0 or src >= n:
                     raise InvalidInput(f"generation {n} cannot train on generation {src}'s data")
                 base = base.plus(truth if src == 0 else ys[src - 1], 1.0, float(w))
-        elif paradigm == "replace":
-            base = y
-        elif paradigm == "accumulate-subsample":
-            summed = truth.plus(running, 1.0, k)
-            base = _Scaled(summed.vec, summed.log - float(np.log(1 + (n - 1) * k)))
-        else:  # mix
-            base = truth.plus(y, lam, 1 - lam)
+        else:  # the running sum keeps this O(G·V) for every paradigm
+            base = _nominal(paradigm.terms(n), truth, y, running)
         _, a_i = theory.decompose(p[n - 1], base.vec)  # α relative to b[n] (base sums to 1)
         a[n - 1] = np.maximum(a_i, 0.0)
         y_vec = base.vec + a[n - 1]
@@ -121,7 +142,9 @@ def estimate_errors(
     Values beyond float range are inf (`bridge` works in a scale-free form instead).
     """
     e = _estimate(
-        np.asarray(p_hat, dtype=np.float64), np.asarray(counts, dtype=np.float64), paradigm, k, lam
+        np.asarray(p_hat, dtype=np.float64),
+        np.asarray(counts, dtype=np.float64),
+        _paradigm(paradigm, k, lam),
     )
     with np.errstate(over="ignore"):
         alpha = e["a"] * np.exp(e["log_b"])[:, None]
@@ -189,6 +212,85 @@ def _log_mean(log_values: NDArray[np.float64]) -> float:
     return m + float(np.log(np.exp(finite - m).sum() / log_values.size))
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProbeBridge:
+    """The bridge for one probe context x: per generation n (lists over n = 1..G), what the
+    report shows — estimated α, the real-data weight and share, the distances to Theorem 2.1's
+    limit term and to the truth, the error trend — and per tracked token its p̂_n, limit and α.
+    Log10 values of zero (−inf) and undefined limits (0/0) are None, as bridge.json has them."""
+
+    context: str | None = field(default=None, metadata={"omit_none": True})
+    N_x: float
+    paradigm: str
+    k: float
+    lam: float
+    alpha_relative: list[float]  # α[n] / b[n]
+    alpha_total_log10: list[float | None]  # log10 α[n]
+    alpha_cumulative_log10: list[float | None]  # log10 Σ_{j≤n} α[j]
+    real_data_weight: list[float]  # N_x / y[n]
+    real_data_share: list[float]  # D0's share of generation n's training set
+    shares: str  # "measured token shares" or "nominal"
+    rebuild_error: float  # max |y[n]/Σy[n] - p̂_n|: 0 up to rounding, by construction
+    distance_to_limit: list[float | None]
+    distance_to_truth: list[float]
+    trend: dict[str, Any]  # error_trend's slope and verdict, with `relative` = alpha_relative
+    tokens: dict[str, dict[str, Any]]  # token -> id, truth, p_hat, limit, alpha_relative
+
+
+@dataclass(frozen=True)
+class SkippedProbe:
+    """A probe the bridge cannot compare: why, in words."""
+
+    context: str
+    N_x: int
+    skipped: str
+
+
+@dataclass(frozen=True)
+class BridgeResult:
+    """The bridge for every probe of a run (`from_run`); to_plain(·, json_safe=True) of it is
+    bridge.json and `rows()` bridge.csv."""
+
+    run: str
+    generations: list[int]
+    probes: list[ProbeBridge | SkippedProbe]
+
+    @property
+    def compared(self) -> list[ProbeBridge]:
+        """The probes with a comparison (not skipped)."""
+        return [p for p in self.probes if isinstance(p, ProbeBridge)]
+
+    @property
+    def paradigm(self) -> str | None:
+        """The run's paradigm, as the compared probes record it (None if none is compared)."""
+        return next((p.paradigm for p in self.compared), None)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """bridge.csv: one row per (compared probe, generation), its tokens as extra columns."""
+        rows = []
+        for i, p in enumerate(self.probes):
+            if not isinstance(p, ProbeBridge):
+                continue
+            for g, n in enumerate(self.generations):
+                row = {
+                    "probe": i,
+                    "context": p.context,
+                    "generation": n,
+                    "alpha_total_log10": p.alpha_total_log10[g],
+                    "alpha_relative": p.alpha_relative[g],
+                    "real_data_weight": p.real_data_weight[g],
+                    "real_data_share": p.real_data_share[g],
+                    "distance_to_limit": p.distance_to_limit[g],
+                    "distance_to_truth": p.distance_to_truth[g],
+                }
+                for tok, d in p.tokens.items():
+                    row[f"p_hat[{tok}]"] = d["p_hat"][g]
+                    row[f"limit[{tok}]"] = d["limit"][g]
+                    row[f"alpha_relative[{tok}]"] = d["alpha_relative"][g]
+                rows.append(row)
+        return rows
+
+
 def bridge(
     p_hat: ArrayLike,
     counts: ArrayLike,
@@ -198,13 +300,14 @@ def bridge(
     lam: float = 0.5,
     tokens: dict[str, int] | None = None,
     shares: Shares | None = None,
-) -> dict[str, Any]:
+) -> ProbeBridge:
     """Everything the report shows for one probe: estimated α, y, the limit term, the real-data
     weight, the closed form rebuilt from α (equal to p̂ by construction), the error trend.
     `shares`: each generation's measured token shares by source (see `_estimate`)."""
     p = np.asarray(p_hat, dtype=np.float64)
     n_i = np.asarray(counts, dtype=np.float64)
-    e = _estimate(p, n_i, paradigm, k, lam, shares)
+    par = _paradigm(paradigm, k, lam)
+    e = _estimate(p, n_i, par, shares)
     a, log_b, log_y, y_dir, truth = e["a"], e["log_b"], e["log_y"], e["y_dir"], e["truth"]
     a_tot = a.sum(axis=1)  # α[n] / b[n]
     with np.errstate(divide="ignore"):
@@ -214,7 +317,7 @@ def bridge(
     # y[n] minus the real counts (and, under Accumulate-Subsample, minus this generation's α).
     r = np.exp(log_b - log_y)  # b[n] / y[n]
     err = y_dir - weight[:, None] * truth.vec
-    if paradigm == "accumulate-subsample":
+    if isinstance(par, AccumulateSubsample):
         err = err - a * r[:, None]
     total = err.sum(axis=1, keepdims=True)
     limit = np.full_like(err, np.nan)
@@ -222,37 +325,38 @@ def bridge(
     limit[ok] = err[ok] / total[ok]
     cum = np.logaddexp.accumulate(log_alpha)
     ln10 = np.log(10.0)
-    result: dict[str, Any] = {
-        "paradigm": paradigm,
-        "k": k,
-        "lam": lam,
-        "N_x": float(n_i.sum()),
-        "alpha_relative": a_tot.tolist(),
-        "alpha_total_log10": to_plain(log_alpha / ln10, json_safe=True),
-        "alpha_cumulative_log10": to_plain(cum / ln10, json_safe=True),
-        "real_data_weight": weight.tolist(),
-        "real_data_share": _real_shares(p.shape[0], paradigm, k, lam, shares),
-        "shares": "measured token shares" if shares and any(shares) else "nominal",
-        "rebuild_error": float(np.max(np.abs(y_dir - p / p.sum(axis=1, keepdims=True)))),
-        "distance_to_limit": to_plain(np.abs(p - limit).sum(axis=1), json_safe=True),
-        "distance_to_truth": np.abs(p - truth.vec).sum(axis=1).tolist(),
-        "trend": error_trend(log_alpha=log_alpha) | {"relative": a_tot.tolist()},
-        "tokens": {},
-    }
-    for name, i in (tokens or {}).items():
-        result["tokens"][name] = {
-            "id": int(i),
-            "truth": float(truth.vec[i]),
-            "p_hat": p[:, i].tolist(),
-            "limit": to_plain(limit[:, i], json_safe=True),
-            "alpha_relative": a[:, i].tolist(),
-        }
-    return result
+    return ProbeBridge(
+        paradigm=paradigm,
+        k=k,
+        lam=lam,
+        N_x=float(n_i.sum()),
+        alpha_relative=a_tot.tolist(),
+        alpha_total_log10=to_plain(log_alpha / ln10, json_safe=True),
+        alpha_cumulative_log10=to_plain(cum / ln10, json_safe=True),
+        real_data_weight=weight.tolist(),
+        real_data_share=_real_shares(p.shape[0], par, shares),
+        shares="measured token shares" if shares and any(shares) else "nominal",
+        rebuild_error=float(np.max(np.abs(y_dir - p / p.sum(axis=1, keepdims=True)))),
+        distance_to_limit=to_plain(np.abs(p - limit).sum(axis=1), json_safe=True),
+        distance_to_truth=np.abs(p - truth.vec).sum(axis=1).tolist(),
+        trend=error_trend(log_alpha=log_alpha) | {"relative": a_tot.tolist()},
+        tokens={
+            name: {
+                "id": int(i),
+                "truth": float(truth.vec[i]),
+                "p_hat": p[:, i].tolist(),
+                "limit": to_plain(limit[:, i], json_safe=True),
+                "alpha_relative": a[:, i].tolist(),
+            }
+            for name, i in (tokens or {}).items()
+        },
+    )
 
 
-def _real_shares(G: int, paradigm: str, k: float, lam: float, shares: Shares | None) -> list[float]:
-    """D0's share of each generation's training set: measured where given, else nominal."""
-    out = theory.real_data_share(G, paradigm, k, lam=lam).tolist()
+def _real_shares(G: int, paradigm: Paradigm, shares: Shares | None) -> list[float]:
+    """D0's share of each generation's training set: measured where given, else the paradigm's
+    (D0's weight over the sum of its weights)."""
+    out = [paradigm.real_share(n) for n in range(1, G + 1)]
     for n in range(2, G + 1):
         measured = _measured(shares, n)
         if measured:
@@ -285,7 +389,7 @@ def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | 
     return out
 
 
-def from_run(run_dir: str | Any) -> dict[str, Any]:
+def from_run(run_dir: str | Any) -> BridgeResult:
     """The bridge for every probe of a run, from its files (probes.npz of each generation)."""
     import json
     from pathlib import Path
@@ -317,7 +421,7 @@ def from_run(run_dir: str | Any) -> dict[str, Any]:
     if not done:
         raise InvalidInput(f"{layout.root}: generation 1 is not finished yet")
     meta0 = json.loads(layout.metrics(0).read_text(encoding="utf-8"))
-    out: dict[str, Any] = {"run": str(layout.root), "generations": done, "probes": []}
+    probes: list[ProbeBridge | SkippedProbe] = []
     with np.load(layout.distributions(0)) as z0:
         counts = [z0[f"counts_{i}"] for i in range(len(meta0["probes"]))]
     p_hats: list[list[Any]] = [[] for _ in counts]
@@ -327,18 +431,27 @@ def from_run(run_dir: str | Any) -> dict[str, Any]:
                 p_hats[i].append(z[f"p_hat_{i}"])
     shares = run_shares([json.loads(layout.metrics(n).read_text(encoding="utf-8")) for n in done])
     for i, (probe, c) in enumerate(zip(meta0["probes"], counts, strict=True)):
-        entry: dict[str, Any] = {"context": probe["context"], "N_x": int(c.sum())}
         if c.sum() <= 0:
-            entry["skipped"] = "the context never occurs in D0 (N_x = 0): no truth to compare"
-        else:
-            p = np.array(p_hats[i])
-            v = max(p.shape[1], c.size)
-            pp, cc = np.zeros((p.shape[0], v)), np.zeros(v)
-            pp[:, : p.shape[1]], cc[: c.size] = p, c
-            tokens = {t: d["id"] for t, d in probe["next"].items()}
-            entry.update(bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares))
-        out["probes"].append(entry)
-    return out
+            why = "the context never occurs in D0 (N_x = 0): no truth to compare"
+            probes.append(SkippedProbe(probe["context"], int(c.sum()), why))
+            continue
+        p = np.array(p_hats[i])
+        v = max(p.shape[1], c.size)
+        pp, cc = np.zeros((p.shape[0], v)), np.zeros(v)
+        pp[:, : p.shape[1]], cc[: c.size] = p, c
+        tokens = {t: d["id"] for t, d in probe["next"].items()}
+        one = bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares)
+        probes.append(dataclasses.replace(one, context=probe["context"]))
+    return BridgeResult(str(layout.root), done, probes)
 
 
-__all__ = ["BRIDGE_PARADIGMS", "bridge", "error_trend", "estimate_errors", "from_run"]
+__all__ = [
+    "BRIDGE_PARADIGMS",
+    "BridgeResult",
+    "ProbeBridge",
+    "SkippedProbe",
+    "bridge",
+    "error_trend",
+    "estimate_errors",
+    "from_run",
+]

@@ -25,6 +25,7 @@ process evaluates and writes manifests, metrics, figures and the report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import shutil
@@ -39,6 +40,7 @@ import numpy as np
 from lmcollapse.artifacts import atomic_write_json, atomic_write_npz, atomic_write_text, csv_text
 from lmcollapse.config import ExperimentConfig, dump_yaml
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import Paradigm, from_config
 from lmcollapse.results import GenerationMetrics, ProbeResult, SampleResult, TrainResult
 from lmcollapse.rundir import (
     RunLayout,
@@ -85,6 +87,11 @@ class _Context:
     @property
     def main(self) -> bool:
         return bool(self.state.is_main_process)
+
+    @functools.cached_property
+    def paradigm(self) -> Paradigm:
+        """The run's paradigm, built once from cfg.paradigm."""
+        return from_config(self.cfg.paradigm)
 
     def save_manifest(self) -> None:
         if self.main:
@@ -292,19 +299,17 @@ def compose(ctx: _Context, g: Generation) -> None:
     from lmcollapse.data.packing import TrainingSet
     from lmcollapse.data.store import TokenStore
 
-    par, n = ctx.cfg.paradigm, g.n
-    needed = range(1, n) if par.name in paradigms.ACCUMULATING else range(max(1, n - 1), n)
+    n = g.n
+    needed = [j for j in ctx.paradigm.needs(n) if j]  # the S_j the paradigm reads
     stores = {paradigms.D0: ctx.corpus.d0} | {
         paradigms.generated(j): TokenStore.open(ctx.layout.corpus(j)) for j in needed
     }
     g.composition, chosen = paradigms.compose(
-        par.name,
+        ctx.paradigm,
         n,
         stores,
-        unit=par.unit,
+        unit=ctx.cfg.paradigm.unit,
         seed=seed_for(ctx.cfg.run.seed, n, "composition"),
-        k=par.k,
-        lam=par.lam,
     )
     parts = g.composition.parts
     g.data = TrainingSet([stores[p.source] for p in parts], [chosen[p.source] for p in parts])
@@ -325,6 +330,7 @@ def fit(ctx: _Context, g: Generation) -> None:
         n,
         g.data,
         corpus.d0,
+        ctx.paradigm,
         seed=seed_for(cfg.run.seed, n, "data"),
         holdout=corpus.holdout if early else None,
         epochs=ctx.manifest.get("epochs"),
@@ -343,11 +349,10 @@ def fit(ctx: _Context, g: Generation) -> None:
 
 def sample(ctx: _Context, g: Generation) -> None:
     """Generate S_n: k·|D0| per generation in the paradigm's unit (or sampling.num_sequences)."""
-    from lmcollapse.data.paradigms import generated_scale
     from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
 
     cfg, d0, s = ctx.cfg, ctx.corpus.d0, ctx.cfg.sampling
-    scale = generated_scale(cfg.paradigm.name, cfg.paradigm.k)
+    scale = ctx.paradigm.scale
     size: dict[str, int] = {}
     if s.num_sequences is not None:
         size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))

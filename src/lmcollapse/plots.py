@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmcollapse.artifacts import atomic_path
+
+if TYPE_CHECKING:
+    from lmcollapse.bridge import BridgeResult
 
 
 def _pyplot() -> Any:
@@ -345,42 +348,42 @@ def _lengths_figure(
     figures["lengths.png"] = _png(fig, integer_x=True)
 
 
-def bridge_figure(label: str, result: dict[str, Any]) -> bytes | None:
+def bridge_figure(label: str, result: BridgeResult) -> bytes | None:
     """The theory next to the measurement for one run: per probe, p̂_n against the limit term of
     Theorem 2.1 and the truth; the real-data weight N_x/y[n]; the estimated per-generation error
     α[n] relative to the counts it was added to."""
-    probes = [p for p in result.get("probes", []) if "skipped" not in p]
+    probes = result.compared
     if not probes:
         return None
     plt = _pyplot()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    gens = result["generations"]
+    gens = result.generations
     fig, axes = plt.subplots(
         len(probes), 3, figsize=(15, 3.8 * len(probes)), squeeze=False, layout="constrained"
     )
     for row, p in zip(axes, probes, strict=True):
         ax = row[0]
-        for ti, (tok, d) in enumerate(p["tokens"].items()):
+        for ti, (tok, d) in enumerate(p.tokens.items()):
             color = colors[ti % len(colors)]
             ax.axhline(d["truth"], color=color, ls="--", lw=1, label=f"truth p({tok!r})")
             ax.plot(gens, d["p_hat"], color=color, marker="o", ms=2, label=f"p̂_n({tok!r})")
             ax.plot(gens, _nan(d["limit"]), color=color, ls=":", lw=2, label="limit term")
         ax.set_ylim(0, 1)
-        ax.set_title(f"x = {p['context']!r}: p̂_n, Theorem 2.1's limit term, truth", fontsize=10)
+        ax.set_title(f"x = {p.context!r}: p̂_n, Theorem 2.1's limit term, truth", fontsize=10)
         ax.set_xlabel("generation n")
         ax.legend(fontsize=7)
         ax = row[1]
-        ax.plot(gens, p["real_data_weight"], marker="o", ms=2, color=colors[0])
-        _log_scale_if_possible(ax, [p["real_data_weight"]], "no weight")
+        ax.plot(gens, p.real_data_weight, marker="o", ms=2, color=colors[0])
+        _log_scale_if_possible(ax, [p.real_data_weight], "no weight")
         ax.set_title("real-data weight N_x / y[n] (the proof: → 0)", fontsize=10)
         ax.set_xlabel("generation n")
         ax = row[2]
-        rel = p["trend"]["relative"]
+        rel = p.trend["relative"]
         ax.plot(gens, rel, marker="o", ms=2, color=colors[1])
         _log_scale_if_possible(ax, [rel], "no error")
         ax.set_title("minimal α[n] / b[n] (Remark B.1, per generation)", fontsize=10)
         ax.set_xlabel("generation n")
-    fig.suptitle(f"Theory next to measurement — {label} ({result['probes'][0].get('paradigm')})")
+    fig.suptitle(f"Theory next to measurement — {label} ({result.paradigm})")
     return _png(fig, integer_x=True)
 
 

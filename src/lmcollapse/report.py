@@ -88,7 +88,7 @@ def _load(run_dir: Path) -> dict[str, Any]:
 
 def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     """The report's theory section for one run (and its figure), or why there is none."""
-    from lmcollapse.bridge import from_run
+    from lmcollapse.bridge import ProbeBridge, from_run
     from lmcollapse.plots import bridge_figure
 
     try:
@@ -102,18 +102,18 @@ def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
             {},
         )
     rows = []
-    for p in result["probes"]:
-        if "skipped" in p:
+    for p in result.probes:
+        if not isinstance(p, ProbeBridge):
             rows.append(
-                f"<tr><td class='l'>{html.escape(repr(p['context']))}</td>"
-                f"<td class='l' colspan='5'>{html.escape(p['skipped'])}</td></tr>"
+                f"<tr><td class='l'>{html.escape(repr(p.context))}</td>"
+                f"<td class='l' colspan='5'>{html.escape(p.skipped)}</td></tr>"
             )
             continue
-        t = p["trend"]
+        t = p.trend
         rows.append(
-            f"<tr><td class='l'>{html.escape(repr(p['context']))}</td><td>{_fmt(p['N_x'])}</td>"
-            f"<td>{_fmt(p['real_data_weight'][-1])}</td>"
-            f"<td>{_fmt(p['alpha_cumulative_log10'][-1], 1)}</td>"
+            f"<tr><td class='l'>{html.escape(repr(p.context))}</td><td>{_fmt(p.N_x)}</td>"
+            f"<td>{_fmt(p.real_data_weight[-1])}</td>"
+            f"<td>{_fmt(p.alpha_cumulative_log10[-1], 1)}</td>"
             f"<td>{_fmt(t.get('slope'))}</td><td class='l'>{html.escape(t['verdict'])}</td></tr>"
         )
     table = (

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import AccumulateSubsample, Mix, Paradigm, Replace, paradigm_of
 
 TheoryParadigm = Literal["replace", "accumulate-subsample", "mix"]
 PARADIGMS: tuple[str, ...] = typing.get_args(TheoryParadigm)
@@ -76,18 +77,12 @@ def _as_alpha(alpha: ArrayLike, vocab_size: int | None = None) -> FloatArray:
     return arr
 
 
-def _check_paradigm(paradigm: str, k: float, lam: float) -> None:
-    """k is checked for Accumulate-Subsample and λ for Mix: the parameters they use."""
+def _paradigm(paradigm: str, k: float, lam: float) -> Paradigm:
+    """The paradigm object, checked by lmcollapse.paradigms (k for Accumulate-Subsample, λ for
+    Mix: the parameters they use); the theory covers Replace, Accumulate-Subsample and Mix."""
     if paradigm not in PARADIGMS:
         raise InvalidInput(f"unknown paradigm {paradigm!r}: choose one of {', '.join(PARADIGMS)}")
-    if paradigm == "accumulate-subsample" and not (_is_number(k) and np.isfinite(k) and k > 0):
-        raise InvalidInput(f"k must be a finite number > 0 (the accumulation rate), got {k!r}")
-    if paradigm == "mix" and not (_is_number(lam) and np.isfinite(lam) and 0 <= lam <= 1):
-        raise InvalidInput(f"lam (the real-data share of Mix) must be in [0, 1], got {lam!r}")
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    return paradigm_of(paradigm, k, lam)
 
 
 def _check_seed(seed: int) -> None:
@@ -154,18 +149,15 @@ def recurrence(
     """
     n_i = _as_counts(counts)
     a = _as_alpha(alpha, n_i.size)
-    _check_paradigm(paradigm, k, lam)
+    par = _paradigm(paradigm, k, lam)
     y = np.empty_like(a)
     y[0] = n_i + a[0]
-    running = y[0].copy()  # Σ_{j<n} y_i[j], for Eq. (6)
+    running = y[0].copy()  # Σ_{j<n} y_i[j], for the pooled weights of Eq. (6)
     for n in range(2, a.shape[0] + 1):
-        if paradigm == "replace":
-            y[n - 1] = y[n - 2] + a[n - 1]
-        elif paradigm == "accumulate-subsample":
-            y[n - 1] = (n_i + k * running) / (1 + (n - 1) * k) + a[n - 1]
-            running += y[n - 1]
-        else:
-            y[n - 1] = lam * n_i + (1 - lam) * y[n - 2] + a[n - 1]
+        t = par.terms(n)  # y_i[n] = (real·N_i + each·(running or y_i[n-1])) / norm + α_i[n]
+        b = t.real * n_i + t.each * (running if t.pooled else y[n - 2])
+        y[n - 1] = (b if t.norm == 1 else b / t.norm) + a[n - 1]
+        running += y[n - 1]
     return y / y.sum(axis=1, keepdims=True)
 
 
@@ -185,13 +177,15 @@ def _discounted_cumsum(a: FloatArray, r: float) -> FloatArray:
     return out
 
 
-def _error_mass(a: FloatArray, paradigm: str, k: float, lam: float) -> FloatArray:
+def _error_mass(a: FloatArray, paradigm: Paradigm) -> FloatArray:
     """The error part of the closed-form numerator, y_i[n] - N_i, shape (G, V)."""
-    if paradigm == "replace":  # Eq. (5)
+    if isinstance(paradigm, Replace):  # Eq. (5)
         return np.cumsum(a, axis=0)
-    if paradigm == "accumulate-subsample":  # Eq. (7)
-        return a + _discounted_prefix(a, k)
-    return _discounted_cumsum(a, 1.0 - lam)
+    if isinstance(paradigm, AccumulateSubsample):  # Eq. (7)
+        return a + _discounted_prefix(a, paradigm.k)
+    if isinstance(paradigm, Mix):
+        return _discounted_cumsum(a, 1.0 - paradigm.lam)
+    raise InvalidInput(f"the theory has no closed form for {paradigm.name}")
 
 
 def _discounted_prefix(a: FloatArray, k: float) -> FloatArray:
@@ -214,8 +208,7 @@ def closed_form(
     """
     n_i = _as_counts(counts)
     a = _as_alpha(alpha, n_i.size)
-    _check_paradigm(paradigm, k, lam)
-    y = n_i + _error_mass(a, paradigm, k, lam)
+    y = n_i + _error_mass(a, _paradigm(paradigm, k, lam))
     return y / y.sum(axis=1, keepdims=True)
 
 
@@ -228,11 +221,11 @@ def limit_term(alpha: ArrayLike, paradigm: str, k: float = 1.0, *, lam: float = 
     Rows where no error has accumulated yet (0/0, e.g. n = 1 under Accumulate-Subsample) are NaN.
     """
     a = _as_alpha(alpha)
-    _check_paradigm(paradigm, k, lam)
-    if paradigm == "accumulate-subsample":
-        mass = _discounted_prefix(a, k)
+    par = _paradigm(paradigm, k, lam)
+    if isinstance(par, AccumulateSubsample):
+        mass = _discounted_prefix(a, par.k)
     else:
-        mass = _error_mass(a, paradigm, k, lam)
+        mass = _error_mass(a, par)
     total = mass.sum(axis=1, keepdims=True)
     out = np.full_like(mass, np.nan)
     np.divide(mass, total, out=out, where=total > 0)
@@ -250,9 +243,8 @@ def real_data_weight(
     """
     n_i = _as_counts(counts)
     a = _as_alpha(alpha, n_i.size)
-    _check_paradigm(paradigm, k, lam)
     n_x = n_i.sum()
-    return n_x / (n_x + _error_mass(a, paradigm, k, lam).sum(axis=1))
+    return n_x / (n_x + _error_mass(a, _paradigm(paradigm, k, lam)).sum(axis=1))
 
 
 def real_data_share(
@@ -261,18 +253,14 @@ def real_data_share(
     """The share of generation n's training set drawn from D0 (Sec. 2.1.1), shape (G,).
 
     Replace: 1, 0, 0, ...; Accumulate-Subsample: 1/(1+(n-1)k); Mix(λ): 1, λ, λ, ...
-    This is the nominal share of the training *data*. In the count form of Eq. (3) the share of
-    the occurrences of x that come from D0 is N_x / (N_x + k Σ_j y[j]) instead, because generated
+    — D0's weight over the sum of the paradigm's weights (`Paradigm.real_share`). This is the
+    nominal share of the training *data*. In the count form of Eq. (3) the share of the
+    occurrences of x that come from D0 is N_x / (N_x + k Σ_j y[j]) instead, because generated
     data carries its own error mass. Contrast both with `real_data_weight`, what survives in p̂_n.
     """
     g = _check_generations(generations)
-    _check_paradigm(paradigm, k, lam)
-    n = np.arange(1, g + 1, dtype=np.float64)
-    if paradigm == "accumulate-subsample":
-        return 1.0 / (1.0 + (n - 1.0) * k)
-    share = np.full(g, 0.0 if paradigm == "replace" else float(lam))
-    share[0] = 1.0
-    return share
+    par = _paradigm(paradigm, k, lam)
+    return np.array([par.real_share(n) for n in range(1, g + 1)], dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------

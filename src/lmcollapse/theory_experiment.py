@@ -12,8 +12,6 @@ log grid up to the horizon), figures/*.png.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from lmcollapse import __version__, theory
-from lmcollapse.artifacts import atomic_write_json, atomic_write_text, prepare_output_dir
+from lmcollapse.artifacts import (
+    atomic_write_json,
+    atomic_write_text,
+    csv_text,
+    prepare_output_dir,
+)
 from lmcollapse.config import TheoryConfig, dump_yaml, to_plain
 
 HORIZON_POINTS = 400  # log-spaced generations kept for the long-horizon curves
@@ -167,66 +170,42 @@ def simulate(cfg: TheoryConfig) -> dict[str, Any]:
     )
 
 
-def _csv(rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
-def _cell(x: Any) -> Any:
-    return "" if x is None else x
-
-
 def trajectories_csv(result: dict[str, Any]) -> str:
-    """Tidy CSV: one row per (scenario, generation, token)."""
-    rows: list[list[Any]] = [
-        [
-            "scenario",
-            "paradigm",
-            "k",
-            "lam",
-            "generation",
-            "token",
-            "truth",
-            "alpha",
-            "p_hat",
-            "limit",
-            "abs_diff_to_limit",
-            "real_weight",
-            "real_share",
-        ]
-    ]
+    """Tidy CSV: one row per (scenario, generation, token); an undefined limit is empty."""
+    rows = []
     for sc in result["scenarios"]:
         for n in range(result["generations"]):
             for i, tok in enumerate(result["tokens"]):
                 p, lim = sc["p_hat"][n][i], sc["limit"][n][i]
                 rows.append(
-                    [
-                        sc["name"],
-                        sc["paradigm"],
-                        sc["k"],
-                        sc["lam"],
-                        n + 1,
-                        tok,
-                        result["truth"][i],
-                        result["alpha"][n][i],
-                        p,
-                        _cell(lim),
-                        _cell(None if lim is None else abs(p - lim)),
-                        sc["real_weight"][n],
-                        sc["real_share"][n],
-                    ]
+                    {
+                        "scenario": sc["name"],
+                        "paradigm": sc["paradigm"],
+                        "k": sc["k"],
+                        "lam": sc["lam"],
+                        "generation": n + 1,
+                        "token": tok,
+                        "truth": result["truth"][i],
+                        "alpha": result["alpha"][n][i],
+                        "p_hat": p,
+                        "limit": lim,
+                        "abs_diff_to_limit": None if lim is None else abs(p - lim),
+                        "real_weight": sc["real_weight"][n],
+                        "real_share": sc["real_share"][n],
+                    }
                 )
-    return _csv(rows)
+    return csv_text(rows)
 
 
 def real_weight_csv(result: dict[str, Any]) -> str:
     """Wide CSV: generation, then N_x/y[n] per scenario, on the long-horizon grid."""
-    names = [sc["name"] for sc in result["scenarios"]]
-    rows: list[list[Any]] = [["generation", *names]]
-    for j, n in enumerate(result["horizon_generations"]):
-        rows.append([n, *(sc["horizon_real_weight"][j] for sc in result["scenarios"])])
-    return _csv(rows)
+    return csv_text(
+        [
+            {"generation": n}
+            | {sc["name"]: sc["horizon_real_weight"][j] for sc in result["scenarios"]}
+            for j, n in enumerate(result["horizon_generations"])
+        ]
+    )
 
 
 def main(cfg: TheoryConfig, out_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:

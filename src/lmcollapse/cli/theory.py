@@ -15,6 +15,9 @@ from lmcollapse.config import TheoryConfig, deep_merge, dump_yaml, parse_overrid
 from lmcollapse.config.theory import ErrorKind, TheoryParadigm
 from lmcollapse.errors import InvalidInput
 
+if typing.TYPE_CHECKING:
+    from lmcollapse.bridge import BridgeResult
+
 
 def _token_counts(items: Sequence[str]) -> tuple[list[str], list[Any]]:
     tokens, counts = [], []
@@ -182,7 +185,8 @@ def theory(
 
 def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -> None:
     from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
-    from lmcollapse.bridge import from_run
+    from lmcollapse.bridge import ProbeBridge, from_run
+    from lmcollapse.config import to_plain
 
     result = from_run(run_dir)
     target = Path(out) if out is not None else run_dir / "theory"
@@ -190,30 +194,9 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
         raise InvalidInput("--out is empty: name an output directory")
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"--out {target} is a file: choose a directory")
-    rows = []
-    for i, p in enumerate(result["probes"]):
-        if "skipped" in p:
-            continue
-        for g, n in enumerate(result["generations"]):
-            row = {
-                "probe": i,
-                "context": p["context"],
-                "generation": n,
-                "alpha_total_log10": p["alpha_total_log10"][g],
-                "alpha_relative": p["trend"]["relative"][g],
-                "real_data_weight": p["real_data_weight"][g],
-                "real_data_share": p["real_data_share"][g],
-                "distance_to_limit": p["distance_to_limit"][g],
-                "distance_to_truth": p["distance_to_truth"][g],
-            }
-            for tok, d in p["tokens"].items():
-                row[f"p_hat[{tok}]"] = d["p_hat"][g]
-                row[f"limit[{tok}]"] = d["limit"][g]
-                row[f"alpha_relative[{tok}]"] = d["alpha_relative"][g]
-            rows.append(row)
     try:
-        atomic_write_json(target / "bridge.json", result)
-        atomic_write_text(target / "bridge.csv", csv_text(rows))
+        atomic_write_json(target / "bridge.json", to_plain(result, json_safe=True))
+        atomic_write_text(target / "bridge.csv", csv_text(result.rows()))
         if figures:
             from lmcollapse.plots import bridge_figure, save_figures
 
@@ -223,45 +206,54 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
     except OSError as exc:
         raise InvalidInput(f"cannot write to {target}: {exc.strerror}") from None
     if as_json:
-        summary = [
-            {k: p.get(k) for k in ("context", "N_x", "skipped")}
-            | (
-                {}
-                if "skipped" in p
-                else {
-                    "real_data_weight_last": p["real_data_weight"][-1],
-                    "alpha_cumulative_log10_last": p["alpha_cumulative_log10"][-1],
-                    "trend": {k: v for k, v in p["trend"].items() if k != "relative"},
-                    "rebuild_error": p["rebuild_error"],
-                }
-            )
-            for p in result["probes"]
-        ]
-        click.echo(json.dumps({"out": str(target), "probes": summary}, indent=1))
+        click.echo(json.dumps({"out": str(target), "probes": _summary(result)}, indent=1))
         return
-    gens = result["generations"]
+    gens = result.generations
     click.echo(
         f"lmcollapse theory --from-run {run_dir}: generations {gens[0]}..{gens[-1]}, "
-        f"paradigm {next((p['paradigm'] for p in result['probes'] if 'paradigm' in p), '?')}"
+        f"paradigm {result.paradigm or '?'}"
     )
-    for p in result["probes"]:
-        if "skipped" in p:
-            click.echo(f"• x = {p['context']!r}: {p['skipped']}")
+    for p in result.probes:
+        if not isinstance(p, ProbeBridge):
+            click.echo(f"• x = {p.context!r}: {p.skipped}")
             continue
         toks = ", ".join(
             f"p̂({t!r}) {d['p_hat'][0]:.3f}→{d['p_hat'][-1]:.3f} (truth {d['truth']:.3f}, "
             f"limit {d['limit'][-1] if d['limit'][-1] is not None else float('nan'):.3f})"
-            for t, d in p["tokens"].items()
+            for t, d in p.tokens.items()
         )
-        total = _log10(p["alpha_cumulative_log10"][-1])
+        total = _log10(p.alpha_cumulative_log10[-1])
         click.echo(
-            f"• x = {p['context']!r} (N_x = {p['N_x']:,.0f}): {toks}; real-data weight "
-            f"N_x/y = {p['real_data_weight'][-1]:.3g}; Σα = 10^{total}; "
-            f"the errors are {p['trend']['verdict']} ({p['shares']} of the training sets)"
+            f"• x = {p.context!r} (N_x = {p.N_x:,.0f}): {toks}; real-data weight "
+            f"N_x/y = {p.real_data_weight[-1]:.3g}; Σα = 10^{total}; "
+            f"the errors are {p.trend['verdict']} ({p.shares} of the training sets)"
         )
     click.echo(
         f"wrote {target}/: bridge.json, bridge.csv" + (", figures/theory.png" if figures else "")
     )
+
+
+def _summary(result: BridgeResult) -> list[dict[str, Any]]:
+    """--json: per probe, its context and the last generation's numbers."""
+    from lmcollapse.bridge import ProbeBridge
+
+    out: list[dict[str, Any]] = []
+    for p in result.probes:
+        if not isinstance(p, ProbeBridge):
+            out.append({"context": p.context, "N_x": p.N_x, "skipped": p.skipped})
+            continue
+        out.append(
+            {
+                "context": p.context,
+                "N_x": p.N_x,
+                "skipped": None,
+                "real_data_weight_last": p.real_data_weight[-1],
+                "alpha_cumulative_log10_last": p.alpha_cumulative_log10[-1],
+                "trend": {k: v for k, v in p.trend.items() if k != "relative"},
+                "rebuild_error": p.rebuild_error,
+            }
+        )
+    return out
 
 
 def _log10(value: float | None) -> str:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmcollapse.paradigms import check_rate, check_share
+
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
 AttentionType = Literal["global", "local"]
 
@@ -185,7 +187,8 @@ class ParadigmConfig:
     k: float = 1.0
     """Accumulation rate k > 0: each generation adds k·|D0| generated data to the corpus."""
     lam: float = 0.5
-    """Mix(λ): the share of every training set drawn from D0, in [0, 1) (λ = 0 is Replace)."""
+    """Mix(λ): the share of every training set drawn from D0, in [0, 1] (λ = 0 is Replace, λ = 1
+    trains on D0 alone: the all-real control)."""
     unit: Literal["tokens", "stories"] = "tokens"
     """What shares and sizes count: `tokens` (the paper's count form and fixed budget: under
     Accumulate-Subsample and Mix generation n trains on |D0| tokens, D0's share 1/(1+(n-1)k) or λ
@@ -194,10 +197,9 @@ class ParadigmConfig:
     0.2: the token shares then drift with the generated story length)."""
 
     def check(self) -> list[str]:
-        """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
-        out = _positive("k", self.k)
-        out += _in_unit_interval("lam", self.lam, open_low=False, open_high=True)
-        return out
+        """Problems the types cannot catch, each naming its field: lmcollapse.paradigms' checks of
+        k and λ — both, whichever paradigm is named, so that a stray bad value is caught too."""
+        return check_rate(self.k, "k") + check_share(self.lam, "lam")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmcollapse.paradigms import check_rate, check_share
 from lmcollapse.theory import TheoryParadigm
 
 ErrorKind = Literal["constant", "iid", "harmonic", "inverse-square", "bursts"]
@@ -122,18 +123,12 @@ class TheoryConfig:
             out.append("paradigms: list at least one of replace, accumulate-subsample, mix")
         if "accumulate-subsample" in self.paradigms and not self.k:
             out.append("k: accumulate-subsample needs at least one rate k")
-        out += [
-            f"k[{i}]: must be > 0 (the accumulation rate), got {k!r}"
-            for i, k in enumerate(self.k)
-            if not (math.isfinite(k) and k > 0)
-        ]
+        for i, k in enumerate(self.k):
+            out += check_rate(k, f"k[{i}]")
         if "mix" in self.paradigms and not self.lam:
             out.append("lam: mix needs at least one real-data share")
-        out += [
-            f"lam[{i}]: must be in [0, 1], got {v!r}"
-            for i, v in enumerate(self.lam)
-            if not (math.isfinite(v) and 0 <= v <= 1)
-        ]
+        for i, v in enumerate(self.lam):
+            out += check_share(v, f"lam[{i}]")
         if self.generations < 1:
             out.append(f"generations: must be >= 1, got {self.generations}")
         if self.horizon < self.generations:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lmcollapse.config import ExperimentConfig, ModelConfig
     from lmcollapse.data.packing import TrainingSet
     from lmcollapse.data.store import TokenStore
+    from lmcollapse.paradigms import Paradigm
     from lmcollapse.results import PerplexityResult, TrainResult
 
 
@@ -127,6 +128,7 @@ class FitJob:
     generation: int
     data: TrainingSet  # the drawn training set (data.paradigms.compose)
     d0: TokenStore
+    paradigm: Paradigm  # what the training set is made of (the expected counts need it)
     seed: int
     holdout: TokenStore | None = None  # early stopping's held-out set (None: none this time)
     epochs: int | None = None  # the epoch count an earlier generation's early stopping chose

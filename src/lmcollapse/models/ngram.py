@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from lmcollapse.artifacts import atomic_dir
 from lmcollapse.data.store import written
 from lmcollapse.errors import InvalidInput
+from lmcollapse.paradigms import Paradigm
 from lmcollapse.results import PerplexityResult
 
 FORMAT = "lmcollapse-ngram"
@@ -565,11 +566,6 @@ class CountTable:
     def scaled(self, factor: float) -> CountTable:
         return CountTable(self.keys, self.values * factor, self.base * factor)
 
-    def total(self, hist: int, vocab_size: int) -> float:
-        """N_h: every count of history h (the sparse row and V times its base)."""
-        lo, hi = np.searchsorted(self.keys // vocab_size, [hist, hist + 1])
-        return float(self.values[lo:hi].sum() + vocab_size * self.base[hist])
-
 
 def check_expected(model: NGramModel) -> None:
     """Expected counts are exact for what they support; say so for the rest."""
@@ -714,54 +710,54 @@ def generated_counts(
 
 
 def training_table(
-    paradigm: str,
-    n: int,
-    d0: CountTable,
-    last: CountTable,
-    cumulative: CountTable,
-    k: float = 1.0,
-    lam: float = 0.5,
+    paradigm: Paradigm, n: int, d0: CountTable, last: CountTable, cumulative: CountTable
 ) -> CountTable:
     """Generation n's (n ≥ 2) training counts from D0's counts and the generated corpora's, in
-    the paradigm's exact shares: `last` is S_{n-1}'s counts, `cumulative` those of S_1..S_{n-1}
-    summed (each S_j of k·|D0| stories under the accumulating paradigms, |D0| otherwise)."""
-    if paradigm == "replace":
-        return last
-    if paradigm == "mix":
-        return d0.scaled(lam) + last.scaled(1 - lam)
-    if paradigm == "accumulate":
-        return d0 + cumulative
-    if paradigm == "accumulate-subsample":
-        return (d0 + cumulative).scaled(1.0 / (1.0 + (n - 1) * k))
-    raise InvalidInput(f"unknown paradigm {paradigm!r}")
+    the paradigm's exact weights: b[n] = w_0·D0 + Σ_j (w_j / scale)·S_j, where `last` is
+    S_{n-1}'s expected table and `cumulative` those of S_1..S_{n-1} summed (each S_j of
+    scale·|D0|, so w_j / scale is the weight of its table). The weights come as
+    `paradigm.terms(n)`: on S_{n-1} alone, or the same on every S_j — the running sum."""
+    t = paradigm.terms(n)
+    generated = _weighted(cumulative if t.pooled else last, t.each / paradigm.scale)
+    real = _weighted(d0, t.real)
+    table = generated if real is None else real if generated is None else real + generated
+    if table is None:
+        raise InvalidInput(f"generation {n} of {paradigm.name} trains on nothing")
+    return table if t.norm == 1 else table.scaled(1.0 / t.norm)
+
+
+def _weighted(table: CountTable, weight: float) -> CountTable | None:
+    """weight·table, None for weight 0 (and the table itself for weight 1: no rounding)."""
+    if weight == 0:
+        return None
+    return table if weight == 1 else table.scaled(weight)
 
 
 def expected_run(
     model: NGramModel,
     generations: int,
-    paradigm: str,
+    paradigm: Paradigm,
     mode: str,
     *,
     d0_stories: int,
-    k: float = 1.0,
-    lam: float = 0.5,
     max_length: int | None = None,
     d0_tokens: int | None = None,
 ) -> list[NGramModel]:
     """Generations 1..G in an expected-counts mode, in memory: `model` is generation 1 (fitted
     on D0); returns every generation's model. The pipeline does the same, one generation at a
     time with the counts on disk. With `d0_tokens` (paradigm.unit tokens) each chain-mode S_n
-    holds k·|D0| tokens, else k·|D0| stories."""
+    holds scale·|D0| tokens, else scale·|D0| stories (scale = k when accumulating, else 1)."""
     check_expected(model)
+    paradigm.ensure_valid()
     models = [model]
     d0 = table_of(model)
-    last = expected_corpus(model, mode, paradigm, k, d0_stories, d0_tokens, max_length)
+    last = expected_corpus(model, mode, paradigm, d0_stories, d0_tokens, max_length)
     cumulative = last
     for n in range(2, generations + 1):
         nxt = NGramModel(model.vocab_size, model.eos_id, model.order, model.delta)
-        from_table(nxt, training_table(paradigm, n, d0, last, cumulative, k, lam))
+        from_table(nxt, training_table(paradigm, n, d0, last, cumulative))
         models.append(nxt)
-        last = expected_corpus(nxt, mode, paradigm, k, d0_stories, d0_tokens, max_length)
+        last = expected_corpus(nxt, mode, paradigm, d0_stories, d0_tokens, max_length)
         cumulative = cumulative + last
     return models
 
@@ -769,17 +765,15 @@ def expected_run(
 def expected_corpus(
     model: NGramModel,
     mode: str,
-    paradigm: str,
-    k: float,
+    paradigm: Paradigm,
     d0_stories: int,
     d0_tokens: int | None = None,
     max_length: int | None = None,
 ) -> CountTable:
-    """The expected counts of the corpus S_n a generation contributes under a paradigm: k·|D0|
-    (accumulating paradigms) or |D0|, in tokens when `d0_tokens` is given, else in stories."""
-    from lmcollapse.data.paradigms import generated_scale
-
-    scale = generated_scale(paradigm, k)
+    """The expected counts of the corpus S_n a generation contributes under a paradigm:
+    scale·|D0| (k·|D0| when accumulating, else |D0|), in tokens when `d0_tokens` is given, else
+    in stories."""
+    scale = paradigm.scale
     if mode != "chain":
         return generated_counts(model, mode, scale, max_length)
     if d0_tokens is None:

@@ -81,14 +81,12 @@ def _record_expected(model: NGramModel, job: FitJob) -> None:
     """Store S_n's expected counts and their running sum (D0's counts with generation 1)."""
     cfg, n = job.cfg, job.generation
     cap = cfg.sampling.length if cfg.sampling.mode == "story" else None  # story mode: exact
-    par = cfg.paradigm
     full = ngram.expected_corpus(
         model,
         cfg.model.expected_counts,
-        par.name,
-        par.k,
+        job.paradigm,
         job.d0.num_stories,
-        job.d0.num_tokens if par.unit == "tokens" else None,
+        job.d0.num_tokens if cfg.paradigm.unit == "tokens" else None,
         cap,
     )
     arrays = {"keys": full.keys, "values": full.values, "base": full.base}
@@ -115,6 +113,6 @@ def _load_expected(job: FitJob, n: int) -> tuple[CountTable, CountTable, CountTa
 
 def _training_table(job: FitJob) -> CountTable:
     """Generation n's training counts from the expected corpora, in the paradigm's shares."""
-    p, n = job.cfg.paradigm, job.generation
+    n = job.generation
     last, cumulative, d0 = _load_expected(job, n - 1)
-    return ngram.training_table(p.name, n, d0, last, cumulative, p.k, p.lam)
+    return ngram.training_table(job.paradigm, n, d0, last, cumulative)
