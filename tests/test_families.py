@@ -45,10 +45,12 @@ class Unigram:
         ends = [np.flatnonzero(r == self.eos_id) for r in rows]
         return [r[: e[0] + 1] if e.size else r for r, e in zip(rows, ends, strict=True)]
 
-    def perplexity(self, store: TokenStore, *, max_stories: Any = None, **_: Any):
+    def perplexity(self, store: TokenStore, *, max_stories=None, first_token=True, **_: Any):
         n = store.num_stories if max_stories is None else min(max_stories, store.num_stories)
         toks, lens, done = next(store.gather_marked(np.arange(n), batch=n))
-        logp = np.log(self.probs()[toks[written(lens, done)]])
+        scored = written(lens, done)
+        scored[np.cumsum(lens) - lens] &= first_token  # each story's first token, if asked
+        logp = np.log(self.probs()[toks[scored]])
         return PerplexityResult(-logp.mean(), math.exp(-logp.mean()), logp.size, n)
 
     def save(self, path: Any) -> Path:
@@ -86,9 +88,12 @@ class UnigramFamily(Family):
 
 @pytest.fixture
 def unigram_family():
+    from lmcollapse.config.experiment import MODEL_FAMILIES
+
     register(UnigramFamily())
     yield
     FAMILIES.pop("unigram")
+    MODEL_FAMILIES.discard("unigram")
 
 
 def test_a_new_family_runs_through_the_pipeline(tmp_path: Path, unigram_family: None) -> None:
@@ -118,11 +123,17 @@ def test_a_new_family_runs_through_the_pipeline(tmp_path: Path, unigram_family: 
     assert load_metrics(out)[2]["composition"]["parts"][0]["source"] == "gen_001"  # Replace
 
 
-def test_an_unknown_family_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    import lmcollapse
+def test_an_unknown_family_is_refused_by_the_config(tmp_path: Path) -> None:
     from lmcollapse.config import ExperimentConfig, resolve
 
-    cfg = resolve(ExperimentConfig, preset="ngram-demo", overrides=["model.family=unigram"])
-    with pytest.raises(InvalidInput, match="unknown model family 'unigram': choose one of"):
-        lmcollapse.run(cfg, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run").exists()
+    with pytest.raises(InvalidInput, match=r"model\.family: unknown model family 'unigram'"):
+        resolve(ExperimentConfig, preset="ngram-demo", overrides=["model.family=unigram"])
+    register(UnigramFamily())  # once registered, the same config resolves
+    try:
+        cfg = resolve(ExperimentConfig, preset="ngram-demo", overrides=["model.family=unigram"])
+        assert cfg.model.family == "unigram"
+    finally:
+        from lmcollapse.config.experiment import MODEL_FAMILIES
+
+        FAMILIES.pop("unigram")
+        MODEL_FAMILIES.discard("unigram")

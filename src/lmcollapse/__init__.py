@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.3.0"
+from lmcollapse._version import __version__ as __version__
 
 
 def run(config: Any = None, out: str | Path | None = None, **kwargs: Any) -> Path:

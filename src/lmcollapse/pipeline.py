@@ -51,6 +51,7 @@ from lmcollapse.rundir import (
     forget_new_run,
     load_metrics,
     now,
+    read_manifest,
     sha256_of,
     start_or_resume,
 )
@@ -134,7 +135,8 @@ def run(
     root = Path(out or cfg.run.out or default_out(preset))
     layout = RunLayout(root)
     state = distributed_state(cfg.run.device)
-    manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
+    # The main process validates before any write; the others read its manifest once written.
+    manifest = start_or_resume(cfg, layout, preset, resume) if state.is_main_process else {}
     created = not root.exists()
     if state.is_main_process:
         try:
@@ -171,11 +173,11 @@ def _run_locked(
         _set_up(ctx, progress)
     state.wait_for_everyone()
     if not main:
-        ctx.corpus = open_prepared(layout.data)
+        ctx.corpus, ctx.manifest = open_prepared(layout.data), read_manifest(layout)
     try:
         if main:
             _reference_row(ctx)
-        done = set(completed(manifest, layout))
+        done = set(completed(ctx.manifest, layout))
         todo = [n for n in range(1, cfg.run.generations + 1) if n not in done]
         bar = progress_bar(
             cfg.run.generations, "generations", "gen", ctx.progress, initial=len(done), leave=True
@@ -248,10 +250,7 @@ def _reference_row(ctx: _Context) -> None:
         vocab_size=vocab,
     )
     if not layout.distributions(0).is_file():  # also for a run made before they were recorded
-        counts = {}
-        for i, truth in enumerate(ctx.truths):
-            counts[f"counts_{i}"] = np.zeros(max(vocab, len(truth.counts)))
-            counts[f"counts_{i}"][: len(truth.counts)] = truth.counts
+        counts = {f"counts_{i}": t.padded(vocab) for i, t in enumerate(ctx.truths)}
         atomic_write_npz(layout.distributions(0), counts)
     if layout.metrics(0).is_file():
         return
@@ -352,14 +351,12 @@ def sample(ctx: _Context, g: Generation) -> None:
     from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
 
     cfg, d0, s = ctx.cfg, ctx.corpus.d0, ctx.cfg.sampling
-    scale = ctx.paradigm.scale
-    size: dict[str, int] = {}
+    scale, unit = ctx.paradigm.scale, cfg.paradigm.unit
     if s.num_sequences is not None:
-        size["num_sequences"] = max(1, math.ceil(scale * s.num_sequences))
-    elif cfg.paradigm.unit == "tokens":
-        size["min_tokens"] = max(1, math.ceil(scale * d0.num_tokens))
-    else:
-        size["min_stories"] = max(1, math.ceil(scale * d0.num_stories))
+        size = {"num_sequences": max(1, math.ceil(scale * s.num_sequences))}
+    else:  # k·|D0| (|D0| without accumulation) in tokens or in stories
+        what = d0.num_tokens if unit == "tokens" else d0.num_stories
+        size = {f"min_{unit}": max(1, math.ceil(scale * what))}
     g.sampled = generate_corpus(
         g.model,
         ctx.layout.corpus(g.n),

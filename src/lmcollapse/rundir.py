@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lmcollapse import __version__
+from lmcollapse._version import __version__
 from lmcollapse.config import ExperimentConfig, differences, from_yaml, to_plain
 from lmcollapse.errors import InvalidInput
 
@@ -150,6 +150,8 @@ def sha256_of(path: Path) -> str:
 def start_or_resume(
     cfg: ExperimentConfig, layout: RunLayout, preset: str | None, resume: str
 ) -> dict[str, Any]:
+    """The manifest to run with: the existing run's (after checking that it may be continued
+    with this config and this version), or a new one. Writes nothing."""
     root = layout.root
     if root.exists() and not root.is_dir():
         raise InvalidInput(
@@ -337,8 +339,6 @@ def collapse_summary(run_dir: str | Path, factor: float = 2.0) -> dict[str, Any]
 def run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config a run was made with (a run of format 1 counted its shares in
     stories, whatever today's default unit is)."""
-    import dataclasses
-
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout)
     cfg = from_yaml(ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config))

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lmcollapse import __version__, theory
+from lmcollapse import theory
+from lmcollapse._version import __version__
 from lmcollapse.artifacts import (
     atomic_write_json,
     atomic_write_text,

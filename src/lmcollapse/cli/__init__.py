@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from lmcollapse import __version__
+from lmcollapse._version import __version__
 from lmcollapse.cli.common import CONTEXT_SETTINGS
 from lmcollapse.errors import InvalidInput
 

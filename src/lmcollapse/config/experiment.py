@@ -40,6 +40,11 @@ def _in_unit_interval(name: str, value: float, *, open_low: bool, open_high: boo
     return []
 
 
+# The model families a config may name: the three built in, and every family registered with
+# lmcollapse.models.register (which adds its name here).
+MODEL_FAMILIES: set[str] = {"gpt-neo", "hf", "ngram"}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The language model trained at every generation (Appendix C.2)."""
@@ -83,8 +88,15 @@ class ModelConfig:
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
+        if self.family not in MODEL_FAMILIES:
+            return [
+                f"family: unknown model family {self.family!r}: choose one of "
+                f"{', '.join(sorted(MODEL_FAMILIES))}"
+            ]
         if self.family == "ngram":
             return self._check_ngram()
+        if self.family not in ("gpt-neo", "hf"):  # a registered family checks its own fields
+            return []
         out = _at_least("num_layers", self.num_layers, 1) + _at_least(
             "num_heads", self.num_heads, 1
         )

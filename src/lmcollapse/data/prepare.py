@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lmcollapse import __version__
+from lmcollapse._version import __version__
 from lmcollapse.artifacts import atomic_dir, atomic_write_json, prepare_output_dir
 from lmcollapse.config import DataConfig, differences, to_plain
 from lmcollapse.data import sources

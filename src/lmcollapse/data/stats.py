@@ -47,6 +47,12 @@ class ContinuationCounter:
             0, dtype=np.int64
         )  # the last m tokens: a match may end in the next chunk
 
+    def padded(self, size: int) -> NDArray[np.float64]:
+        """N_{x;v} as floats over max(size, V) ids (a model's vocabulary may be larger)."""
+        out = np.zeros(max(size, self.counts.size))
+        out[: self.counts.size] = self.counts
+        return out
+
     def update(self, chunk: ArrayLike) -> None:
         """Count matches whose continuation lies in this chunk (or earlier)."""
         m = self.context.size

@@ -168,8 +168,12 @@ FAMILIES: dict[str, Family] = {}
 
 
 def register(family: Family) -> Family:
-    """Make a family available by name (model.family) and by its saved model_type."""
+    """Make a family available by name (model.family, which config validation then accepts)
+    and by its saved model_type."""
+    from lmcollapse.config.experiment import MODEL_FAMILIES
+
     FAMILIES[family.name] = family
+    MODEL_FAMILIES.add(family.name)
     return family
 
 

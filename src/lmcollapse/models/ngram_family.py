@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+import lmcollapse.models.ngram as ngram
 from lmcollapse.artifacts import atomic_write_npz
 from lmcollapse.errors import InvalidInput
-from lmcollapse.models import ngram
 from lmcollapse.models.base import Family, FitJob
 from lmcollapse.models.ngram import CountTable, NGramModel
 from lmcollapse.results import TrainResult

@@ -139,22 +139,27 @@ class TorchLM(nn.Module):
         out = np.empty((len(contexts), vocab))
         was_training = self.training
         self.eval()
-        for row, ids in enumerate(contexts):
-            ids = [int(i) for i in ids]
-            if not ids:
-                raise InvalidInput("the probe context is empty: give text such as ' there'")
-            if max(ids) >= vocab or min(ids) < 0:
-                raise InvalidInput(
-                    f"probe context ids {ids} are outside the model's vocabulary [0, {vocab})"
-                )
-            if len(ids) > positions:
-                raise InvalidInput(
-                    f"probe context of {len(ids)} tokens exceeds the model's {positions} positions"
-                )
-            logits = self(torch.tensor([ids], device=self.device))[0, -1].double()
-            out[row] = torch.softmax(logits, dim=-1).cpu().numpy()
-        self.train(was_training)
+        try:
+            for row, ids in enumerate(contexts):
+                out[row] = self._distribution([int(i) for i in ids], vocab, positions)
+        finally:
+            self.train(was_training)
         return out
+
+    def _distribution(self, ids: list[int], vocab: int, positions: int) -> np.ndarray:
+        """p̂(·|x) of one context (checked), float64."""
+        if not ids:
+            raise InvalidInput("the probe context is empty: give text such as ' there'")
+        if max(ids) >= vocab or min(ids) < 0:
+            raise InvalidInput(
+                f"probe context ids {ids} are outside the model's vocabulary [0, {vocab})"
+            )
+        if len(ids) > positions:
+            raise InvalidInput(
+                f"probe context of {len(ids)} tokens exceeds the model's {positions} positions"
+            )
+        logits = self(torch.tensor([ids], device=self.device))[0, -1].double()
+        return torch.softmax(logits, dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def sample(
@@ -257,15 +262,17 @@ class TorchLM(nn.Module):
         was_training = self.training
         self.eval()
         total, count, k = 0.0, 0, 0
-        while k < len(jobs):
-            width = jobs[k][2] - jobs[k][1]
-            batch = jobs[k : k + max(1, batch_tokens // max(width, 1))]
-            x, m = self._window_batch(store, batch, width, first_token)
-            logp = self.token_logprobs(x[:, :-1], x[:, 1:], m)
-            total -= float(logp[m].double().sum())
-            count += int(m.sum())
-            k += len(batch)
-        self.train(was_training)
+        try:
+            while k < len(jobs):
+                width = jobs[k][2] - jobs[k][1]
+                batch = jobs[k : k + max(1, batch_tokens // max(width, 1))]
+                x, m = self._window_batch(store, batch, width, first_token)
+                logp = self.token_logprobs(x[:, :-1], x[:, 1:], m)
+                total -= float(logp[m].double().sum())
+                count += int(m.sum())
+                k += len(batch)
+        finally:
+            self.train(was_training)
         loss = total / count
         return PerplexityResult(loss, math.exp(loss), count, n)
 
