@@ -197,6 +197,7 @@ def test_a_source_too_small_for_its_token_share_is_refused(tmp_path: Path) -> No
 def test_the_bridge_uses_measured_shares() -> None:
     from lmcollapse import theory
     from lmcollapse.bridge import bridge, run_shares
+    from lmcollapse.results import GenerationMetrics
 
     counts = np.array([760.0, 50.0, 190.0])
     alpha = theory.constant_errors(6, 50.0, np.ones(3))
@@ -235,7 +236,8 @@ def test_the_bridge_uses_measured_shares() -> None:
         },
         {"composition": {"parts": [{"source": "d0", "count": 3}]}},  # an older run: no tokens
     ]
-    assert run_shares(metrics) == [{0: 1.0}, {0: 0.3, 1: 0.7}, None]
+    typed = [GenerationMetrics.from_plain(m) for m in metrics]
+    assert run_shares(typed) == [{0: 1.0}, {0: 0.3, 1: 0.7}, None]
 
 
 # ----------------------------------------------------------------------------------------------

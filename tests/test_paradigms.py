@@ -268,3 +268,23 @@ def test_empty_sources_and_overflowing_rates_are_refused() -> None:
         composition(Replace(), 2, U, {1: 0})
     with pytest.raises(InvalidInput, match="overflows at generation 3; use a smaller k"):
         composition(AccumulateSubsample(1e308), 3, U, {1: U, 2: U})
+
+
+def test_mix_with_all_real_data_is_a_fixed_point_of_a_run(tmp_path) -> None:
+    """Mix(λ = 1), the all-real control: every generation trains on all of D0 and nothing else,
+    so an exact n-gram model is the same model in every generation — to the last bit."""
+    import json
+
+    import lmcollapse
+    from lmcollapse.config import ExperimentConfig, resolve
+
+    sets = ["paradigm.name=mix", "paradigm.lam=1", "data.num_stories=200", "run.generations=3"]
+    sets += ["data.tokenizer_vocab_size=500", "sampling.length=200", "evaluation.stats_tokens=3000"]
+    out = lmcollapse.run(resolve(ExperimentConfig, preset="ngram-demo", overrides=sets), tmp_path)
+    gens = [json.loads((out / f"gen_00{n}" / "metrics.json").read_text()) for n in (1, 2, 3)]
+    assert [m["composition"]["parts"][0]["source"] for m in gens] == ["d0"] * 3
+    assert all(len(m["composition"]["parts"]) == 1 for m in gens)  # S_{n-1} has weight 0
+    assert gens[1]["composition"]["real_token_share"] == 1.0
+    assert gens[0]["perplexity"] == gens[1]["perplexity"] == gens[2]["perplexity"]
+    assert gens[0]["probes"] == gens[1]["probes"] == gens[2]["probes"]
+    assert gens[0]["train_tokens"] == gens[2]["train_tokens"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from lmcollapse import theory
 from lmcollapse.config import to_plain
+from lmcollapse.data.paradigms import source_id
 from lmcollapse.errors import InvalidInput
 from lmcollapse.paradigms import AccumulateSubsample, Paradigm, Terms, paradigm_of
+from lmcollapse.results import GenerationMetrics
 
 BRIDGE_PARADIGMS = theory.PARADIGMS  # replace, accumulate-subsample, mix
 
@@ -369,13 +372,13 @@ def _measured(shares: Shares | None, n: int) -> Mapping[int, float] | None:
     return shares[n - 1] if shares is not None and n - 1 < len(shares) else None
 
 
-def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | None]:
+def run_shares(metrics: Sequence[GenerationMetrics]) -> list[dict[int, float] | None]:
     """Each generation's token shares by source (0: D0, j: S_j) from its metrics' composition;
     None where the run did not measure them (an older run) or the model trained on exact
     expected counts in the nominal shares."""
     out: list[dict[int, float] | None] = []
     for m in metrics:
-        comp = m.get("composition") or {}
+        comp = m.composition or {}
         parts = comp.get("parts") or []
         if "trained_on" in comp or not parts or any("tokens" not in p for p in parts):
             out.append(None)
@@ -383,7 +386,7 @@ def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | 
         total = sum(p["tokens"] for p in parts)
         shares: dict[int, float] = {}
         for p in parts:
-            src = 0 if p["source"] == "d0" else int(str(p["source"]).removeprefix("gen_"))
+            src = source_id(str(p["source"]))
             shares[src] = shares.get(src, 0.0) + p["tokens"] / total
         out.append(shares)
     return out
@@ -391,10 +394,13 @@ def run_shares(metrics: Sequence[Mapping[str, Any]]) -> list[dict[int, float] | 
 
 def from_run(run_dir: str | Any) -> BridgeResult:
     """The bridge for every probe of a run, from its files (probes.npz of each generation)."""
-    import json
-    from pathlib import Path
-
-    from lmcollapse.rundir import RunLayout, completed, read_manifest, run_config
+    from lmcollapse.rundir import (
+        RunLayout,
+        completed,
+        generation_metrics,
+        read_manifest,
+        run_config,
+    )
 
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout)
@@ -420,29 +426,50 @@ def from_run(run_dir: str | Any) -> BridgeResult:
     done = [n for i, n in enumerate(done) if n == i + 1]  # generations 1..G without a gap
     if not done:
         raise InvalidInput(f"{layout.root}: generation 1 is not finished yet")
-    meta0 = json.loads(layout.metrics(0).read_text(encoding="utf-8"))
+    meta0 = generation_metrics(layout, 0)
     probes: list[ProbeBridge | SkippedProbe] = []
     with np.load(layout.distributions(0)) as z0:
-        counts = [z0[f"counts_{i}"] for i in range(len(meta0["probes"]))]
+        counts = [z0[f"counts_{i}"] for i in range(len(meta0.probes))]
     p_hats: list[list[Any]] = [[] for _ in counts]
     for n in done:
         with np.load(layout.distributions(n)) as z:
             for i in range(len(counts)):
                 p_hats[i].append(z[f"p_hat_{i}"])
-    shares = run_shares([json.loads(layout.metrics(n).read_text(encoding="utf-8")) for n in done])
-    for i, (probe, c) in enumerate(zip(meta0["probes"], counts, strict=True)):
+    shares = run_shares([generation_metrics(layout, n) for n in done])
+    for i, (probe, c) in enumerate(zip(meta0.probes, counts, strict=True)):
         if c.sum() <= 0:
             why = "the context never occurs in D0 (N_x = 0): no truth to compare"
-            probes.append(SkippedProbe(probe["context"], int(c.sum()), why))
+            probes.append(SkippedProbe(probe.context, int(c.sum()), why))
             continue
         p = np.array(p_hats[i])
         v = max(p.shape[1], c.size)
         pp, cc = np.zeros((p.shape[0], v)), np.zeros(v)
         pp[:, : p.shape[1]], cc[: c.size] = p, c
-        tokens = {t: d["id"] for t, d in probe["next"].items()}
+        tokens = {t: d.id for t, d in probe.next.items()}
         one = bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares)
-        probes.append(dataclasses.replace(one, context=probe["context"]))
+        probes.append(dataclasses.replace(one, context=probe.context))
     return BridgeResult(str(layout.root), done, probes)
+
+
+def write(result: BridgeResult, target: Path, label: str, *, figures: bool = True) -> list[str]:
+    """bridge.json, bridge.csv and (with figures) figures/theory.png into `target`; the names
+    written. What `lmcollapse theory --from-run` writes."""
+    from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
+
+    wrote = ["bridge.json", "bridge.csv"]
+    try:
+        atomic_write_json(target / "bridge.json", to_plain(result, json_safe=True))
+        atomic_write_text(target / "bridge.csv", csv_text(result.rows()))
+        if figures:
+            from lmcollapse.plots import bridge_figure, save_figures
+
+            png = bridge_figure(label, result)
+            if png:
+                save_figures({"theory.png": png}, target / "figures")
+                wrote.append("figures/theory.png")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write to {target}: {exc.strerror}") from None
+    return wrote
 
 
 __all__ = [
@@ -454,4 +481,5 @@ __all__ = [
     "error_trend",
     "estimate_errors",
     "from_run",
+    "write",
 ]

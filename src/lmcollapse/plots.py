@@ -10,12 +10,9 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lmcollapse.artifacts import atomic_path
-
-if TYPE_CHECKING:
-    from lmcollapse.bridge import BridgeResult
 
 
 def _pyplot() -> Any:
@@ -348,10 +345,10 @@ def _lengths_figure(
     figures["lengths.png"] = _png(fig, integer_x=True)
 
 
-def bridge_figure(label: str, result: BridgeResult) -> bytes | None:
-    """The theory next to the measurement for one run: per probe, p̂_n against the limit term of
-    Theorem 2.1 and the truth; the real-data weight N_x/y[n]; the estimated per-generation error
-    α[n] relative to the counts it was added to."""
+def bridge_figure(label: str, result: Any) -> bytes | None:
+    """The theory next to the measurement for one run (a bridge.BridgeResult): per probe, p̂_n
+    against the limit term of Theorem 2.1 and the truth; the real-data weight N_x/y[n]; the
+    estimated per-generation error α[n] relative to the counts it was added to."""
     probes = result.compared
     if not probes:
         return None

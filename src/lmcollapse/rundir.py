@@ -22,6 +22,7 @@ from typing import Any
 from lmcollapse._version import __version__
 from lmcollapse.config import ExperimentConfig, differences, from_yaml, to_plain
 from lmcollapse.errors import InvalidInput
+from lmcollapse.results import GenerationMetrics
 
 RUN_FORMAT = "lmcollapse-run"
 
@@ -284,10 +285,14 @@ def load_metrics(run_dir: str | Path | RunLayout) -> list[dict[str, Any]]:
     return sorted(out, key=lambda m: m["generation"])
 
 
+def generation_metrics(layout: RunLayout, n: int) -> GenerationMetrics:
+    """Generation n's metrics.json, typed."""
+    text = layout.metrics(n).read_text(encoding="utf-8")
+    return GenerationMetrics.from_plain(json.loads(text))
+
+
 def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per generation (what metrics.csv holds)."""
-    from lmcollapse.results import GenerationMetrics
-
     return [GenerationMetrics.from_plain(m).row() for m in metrics]
 
 

@@ -184,27 +184,16 @@ def theory(
 
 
 def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -> None:
-    from lmcollapse.artifacts import atomic_write_json, atomic_write_text, csv_text
-    from lmcollapse.bridge import ProbeBridge, from_run
-    from lmcollapse.config import to_plain
+    from lmcollapse import bridge
+    from lmcollapse.bridge import ProbeBridge
 
-    result = from_run(run_dir)
-    target = Path(out) if out is not None else run_dir / "theory"
     if out is not None and not out.strip():
         raise InvalidInput("--out is empty: name an output directory")
+    target = Path(out) if out is not None else run_dir / "theory"
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"--out {target} is a file: choose a directory")
-    try:
-        atomic_write_json(target / "bridge.json", to_plain(result, json_safe=True))
-        atomic_write_text(target / "bridge.csv", csv_text(result.rows()))
-        if figures:
-            from lmcollapse.plots import bridge_figure, save_figures
-
-            png = bridge_figure(run_dir.name, result)
-            if png:
-                save_figures({"theory.png": png}, target / "figures")
-    except OSError as exc:
-        raise InvalidInput(f"cannot write to {target}: {exc.strerror}") from None
+    result = bridge.from_run(run_dir)
+    wrote = bridge.write(result, target, run_dir.name, figures=figures)
     if as_json:
         click.echo(json.dumps({"out": str(target), "probes": _summary(result)}, indent=1))
         return
@@ -228,9 +217,7 @@ def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -
             f"N_x/y = {p.real_data_weight[-1]:.3g}; Σα = 10^{total}; "
             f"the errors are {p.trend['verdict']} ({p.shares} of the training sets)"
         )
-    click.echo(
-        f"wrote {target}/: bridge.json, bridge.csv" + (", figures/theory.png" if figures else "")
-    )
+    click.echo(f"wrote {target}/: {', '.join(wrote)}")
 
 
 def _summary(result: BridgeResult) -> list[dict[str, Any]]:

@@ -212,7 +212,7 @@ def compose(
             paradigm,
             n,
             sources[D0].num_stories,
-            {_source_id(s): st.num_stories for s, st in sources.items() if s != D0},
+            {source_id(s): st.num_stories for s, st in sources.items() if s != D0},
         )
         chosen = sample_indices(comp, seed)
         parts = [
@@ -295,7 +295,8 @@ def choose_tokens(offsets: Any, target: float, rng: np.random.Generator) -> NDAr
     return np.sort(order[: j + 1])
 
 
-def _source_id(source: str) -> int:
+def source_id(source: str) -> int:
+    """0 for D0, j for generated(j) (the inverse of `generated`)."""
     return 0 if source == D0 else int(source.removeprefix("gen_"))
 
 
@@ -328,6 +329,6 @@ def sample_indices(comp: Composition, seed: int) -> dict[str, NDArray[np.int64]]
         if p.whole:
             out[p.source] = np.arange(p.available, dtype=np.int64)
         else:
-            rng = np.random.default_rng([seed, comp.generation, _source_id(p.source)])
+            rng = np.random.default_rng([seed, comp.generation, source_id(p.source)])
             out[p.source] = choose(p.available, p.count, rng)
     return out
