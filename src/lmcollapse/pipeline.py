@@ -423,7 +423,7 @@ def record(ctx: _Context, g: Generation) -> None:
 
     m, layout, n = g.metrics, ctx.layout, g.n
     assert m is not None and g.trained is not None and g.sampled is not None
-    m.train, m.sample = g.trained.record(), g.sampled.record()
+    m.train, m.sample = g.trained, g.sampled
     m.composition, m.seconds = g.composition.to_dict(), g.entry["seconds"]
     if g.trained.trained_on is not None:  # the family fitted on something else (expected counts)
         m.train_tokens, m.train_stories = g.trained.tokens, None

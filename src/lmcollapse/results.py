@@ -144,6 +144,12 @@ class TrainResult(_Plain):
             "best_epoch": self.best_epoch,
         }
 
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> TrainResult:
+        """A `record()` read back."""
+        names = ("epochs", "steps", "tokens", "seconds", "losses", "holdout_losses", "best_epoch")
+        return cls(**{k: d.get(k) for k in names})
+
 
 @dataclass
 class SampleResult(_Plain):
@@ -170,6 +176,14 @@ class SampleResult(_Plain):
             "tokens_per_s": self.tokens_per_second,
         }
 
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> SampleResult:
+        """A `record()` read back."""
+        return cls(
+            **{k: d.get(k) for k in ("sequences", "tokens", "stories", "unfinished")},
+            seconds=d.get("seconds"),
+        )
+
 
 @dataclass
 class GenerationMetrics(_Plain):
@@ -186,25 +200,30 @@ class GenerationMetrics(_Plain):
     eval_tokens: int | None = field(default=None, metadata=OMIT_NONE)
     eval_stories: int | None = field(default=None, metadata=OMIT_NONE)
     eval_set: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
-    # TrainResult.record(), data.paradigms.Composition.to_dict(), SampleResult.record()
-    train: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
-    composition: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
-    sample: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    train: TrainResult | None = field(default=None, metadata=OMIT_NONE)  # as its record()
+    composition: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)  # .to_dict()
+    sample: SampleResult | None = field(default=None, metadata=OMIT_NONE)  # as its record()
     seconds: dict[str, float] | None = field(default=None, metadata=OMIT_NONE)
 
     def to_plain(self) -> dict[str, Any]:
-        out = to_plain(dataclasses.replace(self, probes=[], corpus=None), json_safe=True)
+        parts = {"probes": [], "corpus": None, "train": None, "sample": None}
+        out = to_plain(dataclasses.replace(self, **parts), json_safe=True)
         out["probes"] = [p.to_plain() for p in self.probes]
         out["corpus"] = self.corpus.to_plain()
-        return out
+        for key, result in (("train", self.train), ("sample", self.sample)):
+            if result is not None:
+                out[key] = to_plain(result.record(), json_safe=True)
+        return {k: out[k] for k in _KEYS if k in out} | out  # the usual order, then any new
 
     @classmethod
     def from_plain(cls, d: dict[str, Any]) -> GenerationMetrics:
         """A metrics.json read back (a run of an older version may lack the newer keys)."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"probes", "corpus"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"probes", "corpus", "train", "sample"}
         return cls(
             probes=[ProbeResult.from_plain(p) for p in d.get("probes", [])],
             corpus=CorpusStats.from_plain(d.get("corpus") or {}),
+            train=TrainResult.from_record(d["train"]) if d.get("train") else None,
+            sample=SampleResult.from_record(d["sample"]) if d.get("sample") else None,
             **{k: d.get(k) for k in names},
         )
 
@@ -237,9 +256,9 @@ class GenerationMetrics(_Plain):
         row["train_tokens"] = self.train_tokens
         row.update(_composition_columns(self.composition or {}))
         if self.train is not None:
-            losses = self.train.get("losses") or []
+            losses = self.train.losses or []
             row["train_final_loss"] = losses[-1] if losses else None
-            row["train_tokens_per_s"] = self.train.get("tokens_per_s")
+            row["train_tokens_per_s"] = self.train.tokens_per_second
         for phase, seconds in (self.seconds or {}).items():
             row[f"seconds_{phase}"] = seconds
         return row
@@ -262,3 +281,23 @@ def _composition_columns(comp: dict[str, Any]) -> dict[str, Any]:
             sum(p["tokens"] for p in parts) if all("tokens" in p for p in parts) else None
         )
     return row
+
+
+# metrics.json's keys in the order it has always written them
+_KEYS = (
+    "generation",
+    "what",
+    "perplexity",
+    "loss",
+    "eval_tokens",
+    "eval_stories",
+    "eval_set",
+    "probes",
+    "corpus",
+    "train",
+    "train_stories",
+    "train_tokens",
+    "composition",
+    "sample",
+    "seconds",
+)
