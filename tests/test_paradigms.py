@@ -288,3 +288,20 @@ def test_mix_with_all_real_data_is_a_fixed_point_of_a_run(tmp_path) -> None:
     assert gens[0]["perplexity"] == gens[1]["perplexity"] == gens[2]["perplexity"]
     assert gens[0]["probes"] == gens[1]["probes"] == gens[2]["probes"]
     assert gens[0]["train_tokens"] == gens[2]["train_tokens"]
+
+
+def test_a_rate_no_run_can_reach_is_refused_before_training(tmp_path) -> None:
+    """k has no upper bound (the theory takes any), but a run whose S_n would need more
+    generated data than a number can say is refused in one line, leaving nothing behind."""
+    import lmcollapse
+    from lmcollapse.config import ExperimentConfig, resolve
+
+    sets = ["paradigm.name=accumulate-subsample", "paradigm.k=1e300", "data.num_stories=100"]
+    cfg = resolve(ExperimentConfig, preset="ngram-demo", overrides=sets)
+    with pytest.raises(
+        InvalidInput,
+        match=r"paradigm\.k=1e\+300 asks every generation for .* "
+        "tokens of generated data: use a smaller k",
+    ):
+        lmcollapse.run(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

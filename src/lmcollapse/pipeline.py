@@ -206,6 +206,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     anything is recorded; then the config and the manifest."""
     from lmcollapse.data import prepare as p
     from lmcollapse.models import check_model
+    from lmcollapse.sample import corpus_target
 
     cfg, layout = ctx.cfg, ctx.layout
     ctx.say(
@@ -224,6 +225,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     )
     ctx.eval_set = p.evaluation_record(spec, ctx.evaluation)
     check_model(cfg.model, tok.vocab_size, tok.eos_id)
+    corpus_target(cfg, ctx.paradigm.scale, corpus.d0)  # a reachable S_n, before any training
     if not layout.config.is_file() or config_is_partial(layout):
         atomic_write_text(layout.config, dump_yaml(cfg))
     ctx.manifest["status"] = "running"
@@ -348,19 +350,13 @@ def fit(ctx: _Context, g: Generation) -> None:
 
 def sample(ctx: _Context, g: Generation) -> None:
     """Generate S_n: k·|D0| per generation in the paradigm's unit (or sampling.num_sequences)."""
-    from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
+    from lmcollapse.sample import SamplingParams, corpus_target, generate_corpus, sampling_context
 
-    cfg, d0, s = ctx.cfg, ctx.corpus.d0, ctx.cfg.sampling
-    scale, unit = ctx.paradigm.scale, cfg.paradigm.unit
-    if s.num_sequences is not None:
-        size = {"num_sequences": max(1, math.ceil(scale * s.num_sequences))}
-    else:  # k·|D0| (|D0| without accumulation) in tokens or in stories
-        what = d0.num_tokens if unit == "tokens" else d0.num_stories
-        size = {f"min_{unit}": max(1, math.ceil(scale * what))}
+    cfg, s = ctx.cfg, ctx.cfg.sampling
     g.sampled = generate_corpus(
         g.model,
         ctx.layout.corpus(g.n),
-        **size,
+        **corpus_target(cfg, ctx.paradigm.scale, ctx.corpus.d0),
         length=s.length,
         batch_size=s.batch_size,
         context=sampling_context(cfg, g.model),

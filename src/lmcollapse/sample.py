@@ -23,6 +23,7 @@ into its own shard, and process 0 joins the shards in batch order.
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -76,6 +77,23 @@ def sample_batch(
         params=params,
         stop_at_eos=stop_at_eos,
     )
+
+
+def corpus_target(cfg: Any, scale: float, d0: Any) -> dict[str, int]:
+    """How much S_n holds (generate_corpus's one target): sampling.num_sequences times the
+    paradigm's scale, or — with num_sequences null — scale·|D0| in paradigm.unit (k·|D0| under
+    the accumulating paradigms, |D0| otherwise). InvalidInput for a target no run can reach."""
+    s, unit = cfg.sampling, cfg.paradigm.unit
+    if s.num_sequences is not None:
+        key, amount = "num_sequences", scale * s.num_sequences
+    else:
+        key, amount = f"min_{unit}", scale * (d0.num_tokens if unit == "tokens" else d0.num_stories)
+    if not math.isfinite(amount) or amount > 2**53:
+        raise InvalidInput(
+            f"paradigm.k={cfg.paradigm.k:g} asks every generation for {amount:.3g} "
+            f"{key.removeprefix('min_').replace('_', ' ')} of generated data: use a smaller k"
+        )
+    return {key: max(1, math.ceil(amount))}
 
 
 def sampling_context(cfg: Any, model: LanguageModel) -> int:
