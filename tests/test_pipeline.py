@@ -415,3 +415,11 @@ def test_accelerate_launch_runs_the_pipeline_with_two_processes(
     assert (out / "report.html").is_file() and not list(out.glob("gen_*/corpus.shard*"))
     m2 = json.loads((out / "gen_002/metrics.json").read_text())
     assert m2["perplexity"] > 1 and m2["composition"]["parts"][0]["source"] == "gen_001"
+    # Refused input under two processes: each says so in one line (none waits on the other),
+    # and the run is left as it was.
+    before = (out / "manifest.json").read_text()
+    changed = [*cmd, "--set", "training.learning_rate=1e-3"]
+    refused = subprocess.run(changed, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert refused.stderr.count("was run with another config (differs in: training.") == 2
+    assert (out / "manifest.json").read_text() == before

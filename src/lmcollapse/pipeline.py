@@ -51,7 +51,6 @@ from lmcollapse.rundir import (
     forget_new_run,
     load_metrics,
     now,
-    read_manifest,
     sha256_of,
     start_or_resume,
 )
@@ -126,17 +125,17 @@ def run(
     progress: bool = True,
 ) -> Path:
     """Run (or continue) the experiment; returns the run directory."""
-    from lmcollapse.models import family_of
+    from lmcollapse.config import validate
     from lmcollapse.runtime import distributed_state
 
-    family_of(cfg.model.family)  # an unknown family is refused before anything is written
+    cfg = validate(cfg)  # a config made in code gets every check before anything is written
     if resume not in ("auto", "never"):
         raise InvalidInput(f"resume must be auto or never, got {resume!r}")
     root = Path(out or cfg.run.out or default_out(preset))
     layout = RunLayout(root)
     state = distributed_state(cfg.run.device)
-    # The main process validates before any write; the others read its manifest once written.
-    manifest = start_or_resume(cfg, layout, preset, resume) if state.is_main_process else {}
+    manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
+    state.wait_for_everyone()  # every process has looked before the main one creates anything
     created = not root.exists()
     if state.is_main_process:
         try:
@@ -173,11 +172,11 @@ def _run_locked(
         _set_up(ctx, progress)
     state.wait_for_everyone()
     if not main:
-        ctx.corpus, ctx.manifest = open_prepared(layout.data), read_manifest(layout)
+        ctx.corpus = open_prepared(layout.data)
     try:
         if main:
             _reference_row(ctx)
-        done = set(completed(ctx.manifest, layout))
+        done = set(completed(manifest, layout))
         todo = [n for n in range(1, cfg.run.generations + 1) if n not in done]
         bar = progress_bar(
             cfg.run.generations, "generations", "gen", ctx.progress, initial=len(done), leave=True

@@ -34,7 +34,7 @@ class NextToken(_Plain):
     p_hat: float | None
     count: int | None = None
     truth: float | None = None
-    alpha: float | None = None
+    alpha: float | None = field(default=None, metadata=OMIT_NONE)  # none where N_x = 0
 
 
 @dataclass

@@ -89,9 +89,11 @@ def corpus_target(cfg: Any, scale: float, d0: Any) -> dict[str, int]:
     else:
         key, amount = f"min_{unit}", scale * (d0.num_tokens if unit == "tokens" else d0.num_stories)
     if not math.isfinite(amount) or amount > 2**53:
+        what = key.removeprefix("min_").replace("_", " ")
+        fix = "sampling.num_sequences" if scale == 1 else "paradigm.k"
         raise InvalidInput(
-            f"paradigm.k={cfg.paradigm.k:g} asks every generation for {amount:.3g} "
-            f"{key.removeprefix('min_').replace('_', ' ')} of generated data: use a smaller k"
+            f"every generation would need {amount:.3g} {what} of generated data (more than a run "
+            f"can count): use a smaller {fix}"
         )
     return {key: max(1, math.ceil(amount))}
 
