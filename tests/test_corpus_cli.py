@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from lmcollapse.cli import main
+from lmcollapse.config import to_plain
 from lmcollapse.data.prepare import holdout_indices
 from lmcollapse.data.stats import count_continuations, source_stats
+from lmcollapse.errors import InvalidInput
 
 
 def run(*args: str):
@@ -263,9 +266,14 @@ def test_an_interrupted_prepare_finishes_on_the_next_call(tmp_path: Path, monkey
         "holdout",
         "tokenizer",
     ]
-    # an unfinished attempt with another config is discarded, not mixed in
+    # pieces without corpus.json or the intent of an unfinished prepare are nobody's to delete
     other = DataConfig(num_stories=300, tokenizer_vocab_size=300, seed=1)
     (tmp_path / "c" / "corpus.json").unlink()
+    with pytest.raises(InvalidInput, match="is not empty and not a prepared corpus"):
+        prep.prepare(other, tmp_path / "c")
+    assert (tmp_path / "c" / "d0" / "meta.json").is_file()
+    # an unfinished attempt (its intent written) with another config is discarded, not mixed in
+    (tmp_path / "c" / ".prepare.json").write_text(json.dumps(to_plain(data)))
     again = prep.prepare(other, tmp_path / "c")
     assert again.info["data"]["seed"] == 1 and again.d0.meta["provenance"]["data"]["seed"] == 1
 
@@ -306,6 +314,21 @@ def test_input_errors_come_before_any_write(tmp_path: Path, write) -> None:
     (tmp_path / "half" / ".prepare.json").write_text("{}")
     code, err = bad("corpus", "stats", "--data", str(tmp_path / "half"), "--context", " there")
     assert code == 2 and "unfinished prepare: run it again" in err
+
+
+def test_prepare_never_deletes_what_it_did_not_make(tmp_path: Path) -> None:
+    """A folder with someone's files in it (even in tokenizer/ or d0/) is refused untouched, as
+    `run` refuses one; so is an empty --out (it would write into the current directory)."""
+    (tmp_path / "p" / "tokenizer").mkdir(parents=True)
+    (tmp_path / "p" / "d0").mkdir()
+    precious = tmp_path / "p" / "tokenizer" / "notes.txt"
+    precious.write_text("precious")
+    code, err = bad("corpus", "prepare", "--num-stories", "50", "--out", str(tmp_path / "p"))
+    assert code == 2 and "is not empty and not a prepared corpus" in err
+    assert precious.read_text() == "precious" and (tmp_path / "p" / "d0").is_dir()
+    assert sorted(x.name for x in (tmp_path / "p").iterdir()) == ["d0", "tokenizer"]
+    code, err = bad("corpus", "prepare", "--num-stories", "50", "--out", "")
+    assert code == 2 and "the output directory is empty" in err
 
 
 def test_source_stats_from_python_is_what_the_command_prints(builtin_corpus) -> None:

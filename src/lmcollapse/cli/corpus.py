@@ -38,13 +38,13 @@ def corpus() -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=Path("runs/corpus"),
+    type=str,
+    default="runs/corpus",
     show_default=True,
     help="Directory for tokenizer/, d0/, holdout/ and corpus.json.",
 )
 def prepare_cmd(
-    preset: str | None, config_file: Path | None, sets: tuple[str, ...], out: Path, **flags: Any
+    preset: str | None, config_file: Path | None, sets: tuple[str, ...], out: str, **flags: Any
 ) -> None:
     """Build D0, its held-out split and the tokenizer into --out (a second call reuses them)."""
     from lmcollapse.data.prepare import prepare

@@ -95,8 +95,15 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) ->
             )
         say(f"reusing the prepared corpus in {out}")
         return open_prepared(out)
+    if not str(out_dir).strip():
+        raise InvalidInput("the output directory is empty: name one, e.g. --out runs/corpus")
     if out.exists() and not out.is_dir():
         raise InvalidInput(f"output path {out} exists and is not a directory: choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / ".prepare.json").is_file():
+        raise InvalidInput(
+            f"{out} is not empty and not a prepared corpus (no corpus.json or .prepare.json): "
+            "choose another --out (nothing in it was touched)"
+        )
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
