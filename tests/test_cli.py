@@ -329,3 +329,10 @@ def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
     f.write_text("generations: 10\ngenerations: 20\n")
     code, _, stderr = _bad("theory", "--config", str(f))
     assert code == 2 and "duplicate key 'generations'" in stderr and "line 2" in stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["sweep", "paradigm.k=1,2"]])
+def test_an_empty_preset_is_refused_not_read_as_the_demo(command: list[str], tmp_path) -> None:
+    result = CliRunner().invoke(main, [*command, "--preset", "", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "unknown preset ''" in result.output
+    assert not (tmp_path / "o").exists()

@@ -45,7 +45,7 @@ def run_cmd(
 
     if out is not None and not out.strip():
         raise InvalidInput("--out is empty: name a run directory")
-    name = preset if preset or config_file else DEFAULT_PRESET
+    name = DEFAULT_PRESET if preset is None and config_file is None else preset
     cfg = resolve(ExperimentConfig, preset=name, config=config_file, overrides=sets)
     root = run(cfg, out, preset=name, resume=resume, progress=not quiet)
     _echo(run_summary_lines(root))
@@ -82,7 +82,7 @@ def sweep_cmd(
     if len(set(vals)) != len(vals):
         raise InvalidInput(f"sweep {assignment!r}: a value is repeated")
     key = key.strip()
-    name = preset if preset or config_file else DEFAULT_PRESET
+    name = DEFAULT_PRESET if preset is None and config_file is None else preset
     configs = {  # every config resolved and validated before anything runs
         f"{key}={v}".replace("/", "_"): resolve(
             ExperimentConfig, preset=name, config=config_file, overrides=[*sets, f"{key}={v}"]
