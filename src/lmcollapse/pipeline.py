@@ -136,7 +136,7 @@ def run(
     state = distributed_state(cfg.run.device)
     manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
     state.wait_for_everyone()  # every process has looked before the main one creates anything
-    created = not root.exists()
+    created, new = not root.exists(), not layout.manifest.is_file()
     if state.is_main_process:
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def run(
         try:
             return _run_locked(cfg, layout, manifest, state, progress)
         except InvalidInput:
-            if state.is_main_process and not layout.manifest.is_file():
+            if state.is_main_process and new:
                 forget_new_run(root, created)  # bad input for a new run: leave nothing
             raise
         finally:
@@ -201,8 +201,9 @@ def _run_locked(
 
 
 def _set_up(ctx: _Context, progress: bool) -> None:
-    """Main process: D0, the evaluation set and the model's limits checked (and made) before
-    anything is recorded; then the config and the manifest."""
+    """Main process: the config and manifest of a new run; D0, the evaluation set and the
+    model's limits checked (and made); then the manifest says running. Bad input for a new run
+    removes all of it again (`run`)."""
     from lmcollapse.data import prepare as p
     from lmcollapse.models import check_model
     from lmcollapse.sample import corpus_target
@@ -212,6 +213,10 @@ def _set_up(ctx: _Context, progress: bool) -> None:
         f"lmcollapse run → {layout.root} ({cfg.paradigm.name}, {cfg.run.generations} "
         f"generations, seed {cfg.run.seed})"
     )
+    if not layout.manifest.is_file():  # a new run is recorded first: a kill in what follows
+        atomic_write_text(layout.config, dump_yaml(cfg))  # (the data preparation) resumes
+        ctx.manifest["status"] = "preparing"
+        atomic_write_json(layout.manifest, ctx.manifest, indent=None)
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
