@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 NGRAM = [
     "--preset",
@@ -89,3 +93,109 @@ def test_bad_input_for_a_new_run_still_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()  # a directory given empty is left empty
     done = _lmc("run", "--out", str(tmp_path / "empty"), *NGRAM, "--set", missing)
     assert done.returncode == 2 and list((tmp_path / "empty").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Never a wrong number with exit 0: what a run reads back is checked against its manifest
+
+TINY_NEO = ["--preset", "demo"] + [
+    item
+    for s in (
+        "data.num_stories=120",
+        "data.tokenizer_vocab_size=600",
+        "model.num_layers=2",
+        "model.hidden_size=16",
+        "model.num_heads=2",
+        "model.max_position_embeddings=64",
+        "model.window_size=16",
+        "training.batch_size=8",
+        "training.micro_batch_size=8",
+        "training.context_length=64",
+        "training.epochs=1",
+        "sampling.length=48",
+        "sampling.batch_size=16",
+        "evaluation.context_length=64",
+        "evaluation.max_stories=10",
+        "run.generations=2",
+    )
+    for item in ("--set", s)
+]
+
+
+@pytest.fixture(scope="module")
+def ngram_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ngram"
+    assert _lmc("run", "--quiet", "--out", str(out), *NGRAM).returncode == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def neo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "neo"
+    done = _lmc("run", "--quiet", "--out", str(out), *TINY_NEO)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / run.name)
+    return tmp_path / run.name
+
+
+def _refused(done: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("lmcollapse: error:") and done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr and all(p in done.stderr for p in phrases), done.stderr
+
+
+def test_a_changed_corpus_is_refused_on_resume(ngram_run: Path, tmp_path: Path) -> None:
+    """Values of gen_002/corpus/tokens.npy permuted in place (same size): resuming used to train
+    generation 3 on them with exit 0 (perplexity 18.18 against 9.02)."""
+    run = _copy(ngram_run, tmp_path)
+    tokens = np.load(run / "gen_002" / "corpus" / "tokens.npy", mmap_mode="r+")
+    tokens[:] = np.random.default_rng(0).permutation(np.asarray(tokens))
+    tokens.flush()
+    del tokens
+    more = _lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
+    _refused(more, "gen_002/corpus/tokens.npy does not match the checksum", "remove gen_002")
+    assert not (run / "gen_003").exists()
+
+
+def test_a_rebuilt_d0_from_a_changed_source_is_refused(tmp_path: Path) -> None:
+    """data/ deleted and the source file changed: resuming used to rebuild another D0 silently
+    (generation 3's truth for ' was' became 0.0 where 0-2 had 0.063)."""
+    from lmcollapse.data.stories import generate
+
+    source = tmp_path / "stories.txt"
+    source.write_text("\n<|endoftext|>\n".join(generate(200, seed=0)) + "\n<|endoftext|>\n")
+    run = tmp_path / "run"
+    args = [*NGRAM, "--set", f"data.source={source}", "--set", "data.num_stories=null"]
+    assert _lmc("run", "--quiet", "--out", str(run), *args).returncode == 0
+    shutil.rmtree(run / "data")
+    source.write_text("\n<|endoftext|>\n".join(generate(200, seed=1)) + "\n<|endoftext|>\n")
+    more = _lmc("run", "--quiet", "--out", str(run), *args, "--set", "run.generations=3")
+    _refused(more, "is not the data this run started with")
+    assert not (run / "gen_003").exists()
+
+
+def test_a_damaged_model_is_named_by_sample_and_probe(neo_run: Path, tmp_path: Path) -> None:
+    """4 KB overwritten inside model.safetensors: `sample` used to print 'special special …'
+    with exit 0, and `probe` to fail without naming the file."""
+    run = _copy(neo_run, tmp_path)
+    weights = run / "gen_001" / "model" / "model.safetensors"
+    with open(weights, "r+b") as fh:
+        fh.seek(weights.stat().st_size // 2)
+        fh.write(b"\x7f" * 4096)
+    where = "gen_001/model does not match the SHA-256"
+    _refused(_lmc("sample", str(run), "-g", "1", "-n", "1"), where)
+    _refused(_lmc("probe", str(run), "--context", " there", "--next", " was"), where)
+
+
+def test_a_hand_edited_config_is_refused_where_it_is_read(ngram_run: Path, tmp_path: Path) -> None:
+    """config.yaml edited by hand: `theory --from-run` and `sample` used the edited values."""
+    run = _copy(ngram_run, tmp_path)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("k: 1.0", "k: 3.0"))
+    for command in (["theory", "--from-run", str(run)], ["sample", str(run), "-g", "1"]):
+        _refused(_lmc(*command), "config.yaml was changed after the run wrote it")
+    _refused(_lmc("run", "--out", str(run), *NGRAM), "config.yaml was changed")

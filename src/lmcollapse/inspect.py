@@ -27,6 +27,7 @@ from lmcollapse.rundir import (
     read_manifest,
     run_config,
     status,
+    verified_model,
 )
 
 
@@ -36,7 +37,6 @@ def probe_run(
     """p̂_n(v|x) of every finished generation for any context x, next to the truth N_{x;v}/N_x of
     the run's D0 and α* (what `lmcollapse probe --json` prints): probes the run did not plan."""
     from lmcollapse.evaluate.probes import probe
-    from lmcollapse.models import load_model
 
     if not context:
         raise InvalidInput(
@@ -60,7 +60,7 @@ def probe_run(
         "generations": [],
     }
     for n in completed(manifest, layout):
-        result = probe(load_model(layout.model(n)), tok, context, next_texts, truth, top_k=top)
+        result = probe(_model(layout, manifest, n), tok, context, next_texts, truth, top_k=top)
         out["generations"].append(
             {
                 "generation": n,
@@ -97,7 +97,6 @@ def sample_run(
     tokens (default: the run's sampling.length)."""
     import torch
 
-    from lmcollapse.models import load_model
     from lmcollapse.sample import SamplingParams, sample_batch, sampling_context
 
     layout = RunLayout(Path(run_dir))
@@ -111,7 +110,7 @@ def sample_run(
         raise InvalidInput(f"--num must be >= 1, got {num}")
     cfg = run_config(run_dir)
     tok = open_prepared(layout.data).tokenizer
-    model = load_model(layout.model(generation))
+    model = _model(layout, manifest, generation)
     rows = sample_batch(
         model,
         num,
@@ -212,3 +211,20 @@ __all__ = [
     "status_lines",
     "sweep_summary_lines",
 ]
+
+
+def _model(layout: RunLayout, manifest: dict[str, Any], n: int) -> Any:
+    """Generation n's model, checked against its recorded SHA-256; a file that will not load is
+    a one-line error naming it."""
+    from lmcollapse.models import load_model
+
+    path = verified_model(layout, manifest, n)
+    try:
+        return load_model(path)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # a damaged checkpoint: safetensors, torch or json errors
+        raise InvalidInput(
+            f"{path} does not load ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}): "
+            f"remove gen_{n:03d} and every later gen_* directory, then rerun `lmcollapse run`"
+        ) from None

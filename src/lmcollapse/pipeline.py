@@ -38,13 +38,15 @@ from typing import Any
 import numpy as np
 
 from lmcollapse.artifacts import atomic_write_json, atomic_write_npz, atomic_write_text, csv_text
-from lmcollapse.config import ExperimentConfig, dump_yaml
+from lmcollapse.config import ExperimentConfig
 from lmcollapse.errors import InvalidInput
 from lmcollapse.paradigms import Paradigm, from_config
 from lmcollapse.results import GenerationMetrics, ProbeResult, SampleResult, TrainResult
 from lmcollapse.rundir import (
+    Corpora,
     RunLayout,
     RunLock,
+    check_d0,
     completed,
     config_is_partial,
     default_out,
@@ -53,6 +55,7 @@ from lmcollapse.rundir import (
     now,
     sha256_of,
     start_or_resume,
+    write_config,
 )
 from lmcollapse.runtime import log, log_to, say
 
@@ -83,6 +86,7 @@ class _Context:
     reference: Any = None  # evaluate.corpus.Reference (main process)
     outputs_at: float = -math.inf  # time.monotonic() of the last metrics.csv/figures/report
     outputs_cost: float = 0.0  # seconds the last write took
+    corpora: Any = None  # rundir.Corpora: the S_j, checked against the manifest when first read
 
     @property
     def main(self) -> bool:
@@ -168,6 +172,7 @@ def _run_locked(
 
     main = state.is_main_process
     ctx = _Context(cfg, layout, manifest, None, state, progress and main)
+    ctx.corpora = Corpora(layout, manifest)
     if main:
         _set_up(ctx, progress)
     state.wait_for_everyone()
@@ -214,13 +219,14 @@ def _set_up(ctx: _Context, progress: bool) -> None:
         f"generations, seed {cfg.run.seed})"
     )
     if not layout.manifest.is_file():  # a new run is recorded first: a kill in what follows
-        atomic_write_text(layout.config, dump_yaml(cfg))  # (the data preparation) resumes
+        write_config(layout, ctx.manifest, cfg)  # (the data preparation) resumes
         ctx.manifest["status"] = "preparing"
         atomic_write_json(layout.manifest, ctx.manifest, indent=None)
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
     ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say)  # validates the data
+    check_d0(ctx.manifest, corpus)
     tok = corpus.tokenizer
     ctx.evaluation = (
         corpus.holdout
@@ -231,7 +237,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     check_model(cfg.model, tok.vocab_size, tok.eos_id)
     corpus_target(cfg, ctx.paradigm.scale, corpus.d0)  # a reachable S_n, before any training
     if not layout.config.is_file() or config_is_partial(layout):
-        atomic_write_text(layout.config, dump_yaml(cfg))
+        write_config(layout, ctx.manifest, cfg)
     ctx.manifest["status"] = "running"
     ctx.manifest["generations_planned"] = cfg.run.generations
     atomic_write_json(layout.manifest, ctx.manifest, indent=None)
@@ -302,12 +308,12 @@ def compose(ctx: _Context, g: Generation) -> None:
     """What generation n trains on: the paradigm's shares of |D0| (tokens or stories)."""
     from lmcollapse.data import paradigms
     from lmcollapse.data.packing import TrainingSet
-    from lmcollapse.data.store import TokenStore
 
     n = g.n
     needed = [j for j in ctx.paradigm.needs(n) if j]  # the S_j the paradigm reads
     stores = {paradigms.D0: ctx.corpus.d0} | {
-        paradigms.generated(j): TokenStore.open(ctx.layout.corpus(j)) for j in needed
+        paradigms.generated(j): ctx.corpora.open(j)
+        for j in needed  # verified once
     }
     g.composition, chosen = paradigms.compose(
         ctx.paradigm,
@@ -372,6 +378,7 @@ def sample(ctx: _Context, g: Generation) -> None:
         provenance={"generation": g.n},
         progress=ctx.progress,
     )
+    ctx.corpora.trust(g.n)  # made here: read without re-checking
     ctx.state.wait_for_everyone()
 
 
@@ -380,7 +387,6 @@ def evaluate(ctx: _Context, g: Generation) -> None:
     statistics of S_n, samples."""
     if not ctx.main:
         return
-    from lmcollapse.data.store import TokenStore
     from lmcollapse.evaluate.corpus import corpus_stats
     from lmcollapse.evaluate.probes import probe
 
@@ -399,7 +405,7 @@ def evaluate(ctx: _Context, g: Generation) -> None:
         for p, truth, d in zip(e.probes, ctx.truths, dists, strict=True)
     ]
     atomic_write_npz(ctx.layout.distributions(n), {f"p_hat_{i}": d for i, d in enumerate(dists)})
-    generated = TokenStore.open(ctx.layout.corpus(n))
+    generated = ctx.corpora.open(n)
     g.metrics = GenerationMetrics(
         generation=n,
         perplexity=ppl.perplexity,
@@ -419,8 +425,6 @@ def record(ctx: _Context, g: Generation) -> None:
     """Main process: metrics.json, then the manifest marks the generation complete."""
     if not ctx.main:
         return
-    from lmcollapse.data.store import TokenStore
-
     m, layout, n = g.metrics, ctx.layout, g.n
     assert m is not None and g.trained is not None and g.sampled is not None
     m.train, m.sample = g.trained, g.sampled
@@ -434,7 +438,7 @@ def record(ctx: _Context, g: Generation) -> None:
             "status": "complete",
             "finished": now(),
             "model_sha256": sha256_of(layout.model(n)),
-            "corpus_checksum": TokenStore.open(layout.corpus(n)).meta["checksum"],
+            "corpus_checksum": ctx.corpora.open(n).meta["checksum"],
             "metrics_sha256": sha256_of(layout.metrics(n)),
         }
     )

@@ -181,9 +181,7 @@ def start_or_resume(
                 )
             # nothing generated yet: it continues as a new run (its config is written in full)
             manifest |= {"version": RUN_VERSION, "lmcollapse_version": __version__}
-        stored = from_yaml(
-            ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
-        )
+        stored = read_config(layout, manifest)
         diff = [k for k in differences(to_plain(stored), to_plain(cfg)) if k not in RESUMABLE_KEYS]
         if diff:
             raise InvalidInput(
@@ -271,6 +269,88 @@ def completed(manifest: dict[str, Any], layout: RunLayout) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Verifying what a finished generation left (its checksums are in the manifest)
+
+
+def verified_corpus(layout: RunLayout, manifest: dict[str, Any], n: int) -> Any:
+    """Generation n's corpus S_n, opened after checking its tokens against the checksum the
+    manifest recorded when the generation finished (a changed or damaged corpus would give
+    wrong numbers with exit 0)."""
+    from lmcollapse.data.store import TokenStore
+
+    path = layout.corpus(n)
+    try:
+        store = TokenStore.open(path)
+    except InvalidInput as exc:
+        raise InvalidInput(f"generation {n}'s corpus is damaged ({exc}): {_redo(n)}") from None
+    recorded = manifest.get("generations", {}).get(str(n), {}).get("corpus_checksum")
+    actual = store.checksum()
+    if actual != store.meta.get("checksum") or (recorded is not None and actual != recorded):
+        raise InvalidInput(
+            f"{path}/tokens.npy does not match the checksum recorded when generation {n} "
+            f"finished (the corpus was changed or damaged): {_redo(n)}"
+        )
+    return store
+
+
+class Corpora:
+    """The generated corpora a process reads: each verified against its recorded checksum the
+    first time (once per process, not per generation), those this process made trusted."""
+
+    def __init__(self, layout: RunLayout, manifest: dict[str, Any]) -> None:
+        self.layout, self.manifest, self.trusted = layout, manifest, set()
+
+    def open(self, n: int) -> Any:
+        from lmcollapse.data.store import TokenStore
+
+        if n in self.trusted:
+            return TokenStore.open(self.layout.corpus(n))
+        store = verified_corpus(self.layout, self.manifest, n)
+        self.trusted.add(n)
+        return store
+
+    def trust(self, n: int) -> None:
+        """Generation n's corpus was made by this process."""
+        self.trusted.add(n)
+
+
+def check_d0(manifest: dict[str, Any], corpus: Any) -> None:
+    """Record D0's checksum and the tokenizer's fingerprint in a new run's manifest, or check
+    that a resumed run's prepared data is the D0 it started with (data/ rebuilt from a changed
+    source would silently change every later number)."""
+    made = {"d0_checksum": corpus.d0.meta["checksum"], "tokenizer": corpus.tokenizer.fingerprint()}
+    for key, value in made.items():
+        recorded = manifest.setdefault(key, value)
+        if recorded != value:
+            raise InvalidInput(
+                f"{corpus.path} is not the data this run started with ({key} {value}, recorded "
+                f"{recorded}): restore the source it was prepared from, or start a new run with "
+                "another --out"
+            )
+
+
+def verified_model(layout: RunLayout, manifest: dict[str, Any], n: int) -> Path:
+    """Generation n's model directory, after checking its files against the recorded SHA-256."""
+    path = layout.model(n)
+    recorded = manifest.get("generations", {}).get(str(n), {}).get("model_sha256")
+    if not path.is_dir():
+        raise InvalidInput(f"{path} is missing: {_redo(n)}")
+    if recorded is not None and sha256_of(path) != recorded:
+        raise InvalidInput(
+            f"{path} does not match the SHA-256 recorded when generation {n} finished (the "
+            f"model was changed or damaged): {_redo(n)}"
+        )
+    return path
+
+
+def _redo(n: int) -> str:
+    return (
+        f"remove gen_{n:03d} and every later gen_* directory, then rerun `lmcollapse run` with the "
+        "same --out to make them again"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # Outputs from metrics files
 
 
@@ -341,12 +421,40 @@ def collapse_summary(run_dir: str | Path, factor: float = 2.0) -> dict[str, Any]
     }
 
 
+def write_config(layout: RunLayout, manifest: dict[str, Any], cfg: ExperimentConfig) -> None:
+    """config.yaml, and its SHA-256 in the manifest (written with it by the caller)."""
+    from lmcollapse.artifacts import atomic_write_text
+    from lmcollapse.config import dump_yaml
+
+    atomic_write_text(layout.config, dump_yaml(cfg))
+    manifest["config_sha256"] = sha256_of(layout.config)
+
+
+def read_config(layout: RunLayout, manifest: dict[str, Any]) -> ExperimentConfig:
+    """A run's config.yaml, checked against the SHA-256 the manifest recorded when it was
+    written: a hand-edited config would make every later number (and every reading of the
+    run) silently use other settings than the run's."""
+    if not layout.config.is_file():
+        raise InvalidInput(
+            f"{layout.config} is missing: put the run's config.yaml back, or start a new run"
+        )
+    recorded = manifest.get("config_sha256")
+    if recorded is not None and sha256_of(layout.config) != recorded:
+        raise InvalidInput(
+            f"{layout.config} was changed after the run wrote it: restore it (the run was made "
+            "with the recorded one), or start a new run with another --out for other settings"
+        )
+    return from_yaml(
+        ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config)
+    )
+
+
 def run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config a run was made with (a run of format 1 counted its shares in
     stories, whatever today's default unit is)."""
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout)
-    cfg = from_yaml(ExperimentConfig, layout.config.read_text(encoding="utf-8"), str(layout.config))
+    cfg = read_config(layout, manifest)
     if manifest.get("version", 1) < RUN_VERSION:
         cfg = dataclasses.replace(cfg, paradigm=dataclasses.replace(cfg.paradigm, unit="stories"))
     return cfg
