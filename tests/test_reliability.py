@@ -199,3 +199,40 @@ def test_a_hand_edited_config_is_refused_where_it_is_read(ngram_run: Path, tmp_p
     for command in (["theory", "--from-run", str(run)], ["sample", str(run), "-g", "1"]):
         _refused(_lmc(*command), "config.yaml was changed after the run wrote it")
     _refused(_lmc("run", "--out", str(run), *NGRAM), "config.yaml was changed")
+
+
+# ----------------------------------------------------------------------------------------------
+# Writes stay inside the run: no link is followed, no run file is overwritten by a report
+
+
+def test_links_in_a_run_directory_are_refused_not_followed(ngram_run: Path, tmp_path: Path) -> None:
+    """A run.lock linked to a file outside the run used to get that file overwritten with a
+    pid; linked figures/ or theory/ folders were written to outside the run."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    for name in ("run.lock", "run.log"):
+        run = _copy(ngram_run, tmp_path / name)
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(outside)
+        more = _lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
+        _refused(more, f"{name} is a symbolic link")
+        assert outside.read_text() == "keep me" and not (run / "gen_003").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = _copy(ngram_run, tmp_path / "theory")
+    (run / "theory").symlink_to(elsewhere, target_is_directory=True)
+    _refused(_lmc("theory", "--from-run", str(run)), "theory is a symbolic link")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_report_never_overwrites_a_runs_own_files(ngram_run: Path, tmp_path: Path) -> None:
+    run = _copy(ngram_run, tmp_path)
+    manifest = (run / "manifest.json").read_text()
+    for target in (run / "manifest.json", run / "gen_001" / "model" / "config.json"):
+        before = target.read_text()
+        _refused(_lmc("report", str(run), "--out", str(target)), "is inside the run")
+        assert target.read_text() == before
+    assert (run / "manifest.json").read_text() == manifest
+    done = _lmc("report", str(run), "--out", str(run / "report.html"))  # its own place
+    assert done.returncode == 0, done.stderr
+    assert _lmc("report", str(run), "--out", str(tmp_path / "r.html")).returncode == 0

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from lmcollapse.artifacts import atomic_write_text
 from lmcollapse.errors import InvalidInput
 from lmcollapse.results import GenerationMetrics
-from lmcollapse.rundir import RunLayout, load_metrics, read_manifest
+from lmcollapse.rundir import RunLayout, load_metrics, read_manifest, run_containing
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
@@ -267,6 +268,12 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
 
     if not run_dirs:
         raise InvalidInput("give at least one run directory")
+    inside = run_containing(Path(out))
+    if inside is not None and Path(os.path.abspath(out)) != RunLayout(inside).report.absolute():
+        raise InvalidInput(
+            f"{out} is inside the run {inside}, whose files only `lmcollapse run` writes: write "
+            f"the report outside it, or to {RunLayout(inside).report}"
+        )
     runs = [_load(Path(d)) for d in run_dirs]
     labels = [r["label"] for r in runs]
     if len(set(labels)) != len(labels):  # same directory names: use the full paths

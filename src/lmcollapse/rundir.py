@@ -103,7 +103,13 @@ class RunLock:
     def __enter__(self) -> RunLock:
         import fcntl
 
-        self._fh = open(self.path, "a+")  # held until __exit__
+        try:  # never through a link: a run.lock pointing elsewhere would get that file's pid
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot open {self.path} ({exc.strerror}): remove it if it is a link"
+            ) from None
+        self._fh = os.fdopen(fd, "a+")  # held until __exit__
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -148,6 +154,32 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def refuse_links(root: Path) -> None:
+    """A run directory holds no symbolic links: lmcollapse writes only inside it, and a link
+    (run.lock, run.log, figures/, theory/, ...) would send those writes elsewhere."""
+    if not root.is_dir():
+        return
+    for parent, dirs, files in os.walk(root):  # links to directories are listed, not followed
+        for name in dirs + files:
+            if os.path.islink(os.path.join(parent, name)):
+                raise InvalidInput(
+                    f"{Path(parent) / name} is a symbolic link: lmcollapse writes only inside "
+                    "its run directory; replace the link with the file or folder itself"
+                )
+
+
+def run_containing(path: Path) -> Path | None:
+    """The run directory `path` lies in (the nearest parent with an lmcollapse manifest)."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if (parent / "manifest.json").is_file():
+            try:
+                read_manifest(RunLayout(parent))
+            except InvalidInput:
+                continue
+            return parent
+    return None
+
+
 def start_or_resume(
     cfg: ExperimentConfig, layout: RunLayout, preset: str | None, resume: str
 ) -> dict[str, Any]:
@@ -158,6 +190,7 @@ def start_or_resume(
         raise InvalidInput(
             f"run directory {root} exists and is not a directory: choose another --out"
         )
+    refuse_links(root)
     if layout.manifest.is_file():
         manifest = read_manifest(layout)
         if resume == "never":

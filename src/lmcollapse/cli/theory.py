@@ -186,10 +186,12 @@ def theory(
 def _from_run(run_dir: Path, out: str | None, *, as_json: bool, figures: bool) -> None:
     from lmcollapse import bridge
     from lmcollapse.bridge import ProbeBridge
+    from lmcollapse.rundir import refuse_links
 
     if out is not None and not out.strip():
         raise InvalidInput("--out is empty: name an output directory")
     target = Path(out) if out is not None else run_dir / "theory"
+    refuse_links(run_dir)  # theory/ (the default target) included
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"--out {target} is a file: choose a directory")
     result = bridge.from_run(run_dir)
