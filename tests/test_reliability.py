@@ -236,3 +236,66 @@ def test_a_report_never_overwrites_a_runs_own_files(ngram_run: Path, tmp_path: P
     done = _lmc("report", str(run), "--out", str(run / "report.html"))  # its own place
     assert done.returncode == 0, done.stderr
     assert _lmc("report", str(run), "--out", str(tmp_path / "r.html")).returncode == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# One line, exit 2, never a traceback: what used to escape
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+DAMAGE = {  # name: (how the run copy is damaged (or None), the command, a phrase of the error)
+    "device": (None, ["run", "--set", "run.device=cudafoo"], "run.device: expected auto, cpu"),
+    "seed": (None, ["sample", "{run}", "-g", "1", "--seed", str(2**64)], "--seed must be in"),
+    "num": (None, ["sample", "{run}", "-g", "1", "--num", "1000000000"], "GiB for the sampler"),
+    "length": (None, ["sample", "{run}", "-g", "1", "--length", str(10**12)], "ask for fewer"),
+    "metrics": (
+        lambda r: _truncate(r / "gen_002" / "metrics.json"),
+        ["status", "{run}"],
+        "gen_002/metrics.json is damaged",
+    ),
+    "manifest-list": (
+        lambda r: (r / "manifest.json").write_text(
+            json.dumps(json.loads((r / "manifest.json").read_text()) | {"generations": []})
+        ),
+        ["status", "{run}"],
+        "its generations are not a mapping",
+    ),
+    "probes.npz": (
+        lambda r: (r / "gen_002" / "probes.npz").write_text("garbage"),
+        ["theory", "--from-run", "{run}"],
+        "gen_002/probes.npz is damaged",
+    ),
+    "deep-yaml": (
+        lambda r: (r / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000),
+        ["config", "check", "{run}/deep.yaml"],
+        "nested too deeply",
+    ),
+    "tokenizer.json": (
+        lambda r: (r / "data" / "tokenizer" / "tokenizer.json").write_text("not json"),
+        ["probe", "{run}", "--context", " there"],
+        "tokenizer.json is not a tokenizer file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_what_used_to_be_a_traceback_is_one_line(case: str, ngram_run: Path, tmp_path) -> None:
+    damage, command, phrase = DAMAGE[case]
+    run = _copy(ngram_run, tmp_path)
+    if damage is not None:
+        damage(run)
+    args = [a.replace("{run}", str(run)) for a in command]
+    if args[0] == "run":
+        args += ["--out", str(tmp_path / "new")]
+    _refused(_lmc(*args), phrase)
+
+
+def test_a_damaged_samples_file_still_gives_a_report(ngram_run: Path, tmp_path: Path) -> None:
+    run = _copy(ngram_run, tmp_path)
+    (run / "gen_001" / "samples.txt").write_bytes(b"\xff\xfe not utf-8")
+    done = _lmc("report", str(run), "--out", str(tmp_path / "r.html"))
+    assert done.returncode == 0, done.stderr
+    assert "\ufffd" in (tmp_path / "r.html").read_text()  # shown, marked undecodable

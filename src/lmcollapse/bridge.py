@@ -428,13 +428,13 @@ def from_run(run_dir: str | Any) -> BridgeResult:
         raise InvalidInput(f"{layout.root}: generation 1 is not finished yet")
     meta0 = generation_metrics(layout, 0)
     probes: list[ProbeBridge | SkippedProbe] = []
-    with np.load(layout.distributions(0)) as z0:
-        counts = [z0[f"counts_{i}"] for i in range(len(meta0.probes))]
+    counts = _arrays(layout.distributions(0), [f"counts_{i}" for i in range(len(meta0.probes))])
     p_hats: list[list[Any]] = [[] for _ in counts]
     for n in done:
-        with np.load(layout.distributions(n)) as z:
-            for i in range(len(counts)):
-                p_hats[i].append(z[f"p_hat_{i}"])
+        for i, p in enumerate(
+            _arrays(layout.distributions(n), [f"p_hat_{i}" for i in range(len(counts))])
+        ):
+            p_hats[i].append(p)
     shares = run_shares([generation_metrics(layout, n) for n in done])
     for i, (probe, c) in enumerate(zip(meta0.probes, counts, strict=True)):
         if c.sum() <= 0:
@@ -449,6 +449,20 @@ def from_run(run_dir: str | Any) -> BridgeResult:
         one = bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares)
         probes.append(dataclasses.replace(one, context=probe.context))
     return BridgeResult(str(layout.root), done, probes)
+
+
+def _arrays(path: Path, keys: list[str]) -> list[NDArray[np.float64]]:
+    """Arrays of a probes.npz; a damaged file is a one-line error naming it."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return [np.asarray(z[k], dtype=np.float64) for k in keys]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise InvalidInput(
+            f"{path} is damaged ({exc.__class__.__name__}): remove {path.parent.name} and every "
+            "later gen_* directory, then rerun `lmcollapse run` with the same --out"
+        ) from None
 
 
 def write(result: BridgeResult, target: Path, label: str, *, figures: bool = True) -> list[str]:

@@ -88,6 +88,9 @@ def probe_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+SAMPLE_MEMORY = 4 * 2**30  # bytes `lmcollapse sample` may use for its buffers
+
+
 def sample_run(
     run_dir: str | Path, generation: int, num: int, length: int | None = None, seed: int = 0
 ) -> dict[str, Any]:
@@ -108,13 +111,22 @@ def sample_run(
         )
     if num < 1:
         raise InvalidInput(f"--num must be >= 1, got {num}")
+    if not 0 <= seed < 2**63:
+        raise InvalidInput(f"--seed must be in [0, 2^63), got {seed}")
     cfg = run_config(run_dir)
     tok = open_prepared(layout.data).tokenizer
     model = _model(layout, manifest, generation)
+    length = cfg.sampling.length if length is None else length
+    need = num * (2 * model.shape.vocab_size * 4 + (length + 1) * 8)  # the sampler's buffers
+    if length >= 1 and need > SAMPLE_MEMORY:
+        raise InvalidInput(
+            f"--num {num} stories of up to --length {length} tokens would need "
+            f"{need / 2**30:,.1f} GiB for the sampler: ask for fewer or shorter stories"
+        )
     rows = sample_batch(
         model,
         num,
-        length if length is not None else cfg.sampling.length,
+        length,
         eos_id=tok.eos_id,
         context=sampling_context(cfg, model),
         generator=torch.Generator().manual_seed(seed),

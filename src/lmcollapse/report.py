@@ -75,7 +75,10 @@ def _load(run_dir: Path) -> dict[str, Any]:
     samples = {}
     for m in metrics:
         f = layout.samples(m["generation"])
-        samples[m["generation"]] = f.read_text(encoding="utf-8") if f.is_file() else ""
+        # a damaged samples.txt still shows (undecodable bytes marked), never fails the report
+        samples[m["generation"]] = (
+            f.read_text(encoding="utf-8", errors="replace") if f.is_file() else ""
+        )
     config = layout.config.read_text(encoding="utf-8") if layout.config.is_file() else ""
     return {
         "dir": run_dir,

@@ -275,7 +275,15 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
     try:
         manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{layout.manifest} is damaged ({exc.__class__.__name__})") from None
+        raise InvalidInput(
+            f"{layout.manifest} is damaged ({exc.__class__.__name__}): restore it from a copy, or "
+            "start the run again with another --out"
+        ) from None
+    if isinstance(manifest, dict) and not isinstance(manifest.get("generations", {}), dict):
+        raise InvalidInput(
+            f"{layout.manifest} is damaged (its generations are not a mapping): restore it, or "
+            "start the run again with another --out"
+        )
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise InvalidInput(f"{root} is not an lmcollapse run (its manifest.json is someone else's)")
     return manifest
@@ -392,16 +400,28 @@ def load_metrics(run_dir: str | Path | RunLayout) -> list[dict[str, Any]]:
     layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
     out = []
     for d in sorted(layout.root.glob("gen_[0-9][0-9][0-9]")):
-        m = d / "metrics.json"
-        if m.is_file():
-            out.append(json.loads(m.read_text(encoding="utf-8")))
+        if (d / "metrics.json").is_file():
+            out.append(_read_metrics(d / "metrics.json", int(d.name[4:])))
     return sorted(out, key=lambda m: m["generation"])
+
+
+def _read_metrics(path: Path, n: int) -> dict[str, Any]:
+    """One metrics.json; a damaged one is a one-line error naming it."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("generation"), int):
+            raise ValueError("not a generation's metrics")
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"{path} is damaged ({exc.__class__.__name__}): "
+            + (_redo(n) if n else "remove it and rerun `lmcollapse run` (generation 0 is D0)")
+        ) from None
+    return metrics
 
 
 def generation_metrics(layout: RunLayout, n: int) -> GenerationMetrics:
     """Generation n's metrics.json, typed."""
-    text = layout.metrics(n).read_text(encoding="utf-8")
-    return GenerationMetrics.from_plain(json.loads(text))
+    return GenerationMetrics.from_plain(_read_metrics(layout.metrics(n), n))
 
 
 def metrics_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -328,6 +328,8 @@ def _parse_yaml(text: str, source: str | None) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"invalid YAML{where}: {problem}", source) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply to be a config", source) from None
 
 
 def read_yaml_file(path: str | Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Defaults are the paper's hyperparameters (Appendix C.1.2-C.3) and its 1M model (
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -413,7 +414,7 @@ class RunConfig:
         out = _at_least("generations", self.generations, 1)
         if self.seed < 0:
             out.append(f"seed: must be >= 0, got {self.seed}")
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             out.append(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
         return out
 

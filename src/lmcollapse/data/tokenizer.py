@@ -44,7 +44,13 @@ class Tok:
             raise InvalidInput(
                 f"{self.path} has no tokenizer.json: it is not a (fast) tokenizer directory"
             )
-        self.backend = Tokenizer.from_file(str(tj))
+        try:
+            self.backend = Tokenizer.from_file(str(tj))
+        except Exception as exc:  # the tokenizers library raises a bare Exception
+            raise InvalidInput(
+                f"{tj} is not a tokenizer file ({str(exc).splitlines()[0][:120]}): give a "
+                "tokenizer directory saved by transformers or tokenizers"
+            ) from None
         self.eos_token = _special(self.path, "eos_token")
         if self.eos_token is None or self.backend.token_to_id(self.eos_token) is None:
             raise InvalidInput(
