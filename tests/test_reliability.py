@@ -299,3 +299,37 @@ def test_a_damaged_samples_file_still_gives_a_report(ngram_run: Path, tmp_path: 
     done = _lmc("report", str(run), "--out", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     assert "\ufffd" in (tmp_path / "r.html").read_text()  # shown, marked undecodable
+
+
+# ----------------------------------------------------------------------------------------------
+# The minor ones
+
+
+def test_the_second_of_two_runs_started_together_is_told_the_holder(tmp_path: Path) -> None:
+    """The loser used to be told 'not an lmcollapse run' about a folder the winner had only
+    just created (its lock in it, no manifest yet)."""
+    import lmcollapse
+    from lmcollapse.config import ExperimentConfig, resolve
+    from lmcollapse.errors import InvalidInput
+    from lmcollapse.rundir import RunLock
+
+    (tmp_path / "r").mkdir()
+    cfg = resolve(ExperimentConfig, preset="ngram-demo")
+    with (
+        RunLock(tmp_path / "r" / "run.lock"),  # the winner, before its manifest
+        pytest.raises(InvalidInput, match=f"is being written by pid {os.getpid()}"),
+    ):
+        lmcollapse.run(cfg, tmp_path / "r", progress=False)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["run.lock"]
+
+
+def test_temporary_files_left_by_a_killed_writer_are_removed(ngram_run: Path, tmp_path) -> None:
+    run = _copy(ngram_run, tmp_path)
+    (run / ".manifest.json.x1y2.tmp").write_text("{half")
+    assert _lmc("run", "--quiet", "--out", str(run), *NGRAM).returncode == 0
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_corpus_stats_refuses_a_negative_seed() -> None:
+    done = _lmc("corpus", "stats", "--data", "builtin", "--context", " there", "--seed", "-1")
+    _refused(done, "--seed")

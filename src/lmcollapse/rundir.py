@@ -124,6 +124,8 @@ class RunLock:
         self._fh.truncate()
         self._fh.write(str(os.getpid()))
         self._fh.flush()
+        for stale in self.path.parent.glob(".*.tmp"):  # left by a killed writer: ours to remove
+            stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *_: Any) -> None:
@@ -132,6 +134,23 @@ class RunLock:
         if self._fh is not None:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
+
+
+def lock_holder(path: Path) -> str | None:
+    """The pid holding a run's lock, or None when nobody holds it (reads, never writes)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "another process"
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 def default_out(preset: str | None) -> Path:
@@ -223,6 +242,11 @@ def start_or_resume(
             )
         return manifest
     if root.exists() and any(root.iterdir()):
+        holder = lock_holder(layout.lock)
+        if holder is not None:  # a run another process is starting: say which one
+            raise InvalidInput(
+                f"{root} is being written by pid {holder}: wait for it or use another --out"
+            )
         raise InvalidInput(
             f"{root} is not empty and not an lmcollapse run (no manifest.json): "
             "choose another --out"

@@ -108,7 +108,11 @@ def _with_data(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
     "--split", default="train", show_default=True, help="Split of a hub or saved dataset."
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the builtin story world."
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the builtin story world.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def stats_cmd(
