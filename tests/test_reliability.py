@@ -333,3 +333,14 @@ def test_temporary_files_left_by_a_killed_writer_are_removed(ngram_run: Path, tm
 def test_corpus_stats_refuses_a_negative_seed() -> None:
     done = _lmc("corpus", "stats", "--data", "builtin", "--context", " there", "--seed", "-1")
     _refused(done, "--seed")
+
+
+def test_a_diverged_training_says_so_and_how_to_recover(tmp_path: Path) -> None:
+    """It was reported as bad input (exit 2) by whatever met the NaNs first."""
+    args = [*TINY_NEO, "--set", "training.learning_rate=1e30", "--set", "run.generations=1"]
+    done = _lmc("run", "--quiet", "--out", str(tmp_path / "r"), *args)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "generation 1: the training diverged (mean loss nan in epoch 1" in done.stderr
+    assert "lower training.learning_rate" in done.stderr
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "diverged" in manifest["error"]

@@ -20,6 +20,11 @@ class ConfigError(InvalidInput):
         super().__init__(where + "; ".join(self.problems))
 
 
+class RunFailed(RuntimeError):
+    """A run that cannot go on although its input was valid (a training that diverged, say):
+    the CLI says so in one line, exit 1; the message says how to recover."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (library errors can be paragraphs)."""
     text = str(exc).strip()

@@ -26,7 +26,7 @@ import torch
 from lmcollapse.config import TrainingConfig
 from lmcollapse.data.packing import TrainingSet
 from lmcollapse.data.store import TokenStore
-from lmcollapse.errors import InvalidInput
+from lmcollapse.errors import InvalidInput, RunFailed
 from lmcollapse.results import TrainResult
 from lmcollapse.runtime import make_accelerator
 
@@ -119,6 +119,12 @@ def train(
         )
         result.epochs = epoch + 1
         result.losses.append(step.epoch(loader))
+        if not math.isfinite(result.losses[-1]):
+            raise RunFailed(
+                f"the training diverged (mean loss {result.losses[-1]} in epoch {epoch + 1}, "
+                f"learning rate {cfg.learning_rate:g}): start the run again with another --out and "
+                "a lower training.learning_rate, or a training.grad_clip"
+            )
         if step.done:
             break
         if early is not None:

@@ -23,7 +23,7 @@ import click
 
 from lmcollapse._version import __version__
 from lmcollapse.cli.common import CONTEXT_SETTINGS
-from lmcollapse.errors import InvalidInput
+from lmcollapse.errors import InvalidInput, RunFailed
 
 
 class LMCollapseGroup(click.Group):
@@ -45,6 +45,8 @@ class LMCollapseGroup(click.Group):
             _fail(f"{exc.format_message()} (see '{where} --help')")
         except InvalidInput as exc:
             _fail(str(exc))
+        except RunFailed as exc:
+            _fail(str(exc), 1)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lmcollapse.errors import InvalidInput
+from lmcollapse.errors import InvalidInput, RunFailed
 from lmcollapse.models.base import Family, FitJob, LanguageModel, SamplingParams
 from lmcollapse.results import PerplexityResult
 
@@ -298,13 +298,16 @@ class TorchFamily(Family):
         from lmcollapse.train import train
 
         cfg = job.cfg
-        return train(
-            model,  # type: ignore[arg-type]
-            job.data,
-            cfg.training,
-            seed=job.seed,
-            holdout=job.holdout,
-            epochs=job.epochs,
-            device=cfg.run.device,
-            progress=job.progress,
-        )
+        try:
+            return train(
+                model,  # type: ignore[arg-type]
+                job.data,
+                cfg.training,
+                seed=job.seed,
+                holdout=job.holdout,
+                epochs=job.epochs,
+                device=cfg.run.device,
+                progress=job.progress,
+            )
+        except RunFailed as exc:
+            raise RunFailed(f"generation {job.generation}: {exc}") from None
