@@ -344,3 +344,23 @@ def test_a_diverged_training_says_so_and_how_to_recover(tmp_path: Path) -> None:
     assert "lower training.learning_rate" in done.stderr
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "diverged" in manifest["error"]
+
+
+def test_a_full_disk_names_the_file_and_what_to_do(ngram_run: Path, tmp_path, monkeypatch) -> None:
+    """It used to print 'No space left on device' with no path (or a temporary file's)."""
+    import errno
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from lmcollapse.cli import main
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    target = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", str(ngram_run), "--out", str(target)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert f"cannot write or read {target}: No space left on device" in result.output
+    assert "check the free space and permissions there" in result.output

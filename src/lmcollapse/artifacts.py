@@ -23,16 +23,23 @@ from lmcollapse.errors import InvalidInput
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it vanishes."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # name the file meant, not a temporary one
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
     try:
         yield tmp
         with open(tmp, "rb+") as fh:  # make the bytes durable before the rename publishes them
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename in (None, str(tmp), name):
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -271,6 +271,9 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
 
     if not run_dirs:
         raise InvalidInput("give at least one run directory")
+    parent = Path(os.path.abspath(out)).parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):  # before minutes of work
+        raise InvalidInput(f"cannot write {out}: {parent} is not writable; choose another --out")
     inside = run_containing(Path(out))
     if inside is not None and Path(os.path.abspath(out)) != RunLayout(inside).report.absolute():
         raise InvalidInput(

@@ -52,8 +52,8 @@ class LMCollapseGroup(click.Group):
         except click.Abort:
             _fail("aborted", 130)
         except OSError as exc:  # disk full, permissions: the environment, not a bug
-            name = f": {exc.filename}" if exc.filename else ""
-            _fail(f"{exc.strerror or exc}{name}", 1)
+            where = f"cannot write or read {exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}: check the free space and permissions there", 1)
         if standalone_mode:
             sys.exit(code)
         return code
