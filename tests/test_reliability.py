@@ -364,3 +364,29 @@ def test_a_full_disk_names_the_file_and_what_to_do(ngram_run: Path, tmp_path, mo
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert f"cannot write or read {target}: No space left on device" in result.output
     assert "check the free space and permissions there" in result.output
+
+
+def test_bad_input_found_after_a_finished_generation_keeps_the_run(tmp_path: Path) -> None:
+    """Refused input of a new run removes what it wrote only while nothing is finished: here
+    generation 2 cannot be composed (Mix needs more of S_1 than was generated), and generation
+    1 stays, the run marked failed."""
+    out = tmp_path / "r"
+    args = [*NGRAM, "--set", "paradigm.name=mix", "--set", "paradigm.lam=0.3"]
+    args += ["--set", "sampling.mode=stream", "--set", "sampling.num_sequences=20"]
+    done = _lmc("run", "--quiet", "--out", str(out), *args)
+    _refused(done, "generation 2 (mix) needs")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["generations"]["1"]["status"] == "complete"
+    assert (out / "gen_001" / "metrics.json").is_file()
+
+
+def test_a_refused_new_run_leaves_no_empty_parents(tmp_path: Path) -> None:
+    """The default --out is runs/<preset>: a refused run used to leave an empty runs/ behind."""
+    missing = f"data.source={tmp_path / 'missing.txt'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "lmcollapse", "run", "--preset", "ngram-demo", "--set", missing],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and not (tmp_path / "runs").exists()

@@ -52,6 +52,7 @@ from lmcollapse.rundir import (
     default_out,
     forget_new_run,
     load_metrics,
+    missing_dirs,
     now,
     sha256_of,
     start_or_resume,
@@ -59,8 +60,7 @@ from lmcollapse.rundir import (
 )
 from lmcollapse.runtime import log, log_to, say
 
-# Seconds between rewrites of metrics.csv, figures and report.html during a run (fast model
-# families finish many generations per second; the end of the run always writes them).
+# Seconds between rewrites of metrics.csv, figures and report.html (the run's end always writes).
 OUTPUT_INTERVAL = 20.0
 
 
@@ -140,7 +140,7 @@ def run(
     state = distributed_state(cfg.run.device)
     manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
     state.wait_for_everyone()  # every process has looked before the main one creates anything
-    created, new = not root.exists(), not layout.manifest.is_file()
+    made, new = missing_dirs(root), not layout.manifest.is_file()
     if state.is_main_process:
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -155,8 +155,8 @@ def run(
         try:
             return _run_locked(cfg, layout, manifest, state, progress)
         except InvalidInput:
-            if state.is_main_process and new:
-                forget_new_run(root, created)  # bad input for a new run: leave nothing
+            if state.is_main_process and new and not completed(manifest, layout):
+                forget_new_run(root, made)  # bad input for a new run: leave nothing
             raise
         finally:
             if handler is not None:

@@ -278,11 +278,21 @@ def config_is_partial(layout: RunLayout) -> bool:
     return bool(differences(full, yaml.safe_load(text)))
 
 
-def forget_new_run(root: Path, created: bool) -> None:
-    """Remove what a new run wrote before its input was refused: the directory it created, or
-    everything in the (then empty) directory it was given, so a corrected rerun can start."""
-    if created:
+def missing_dirs(root: Path) -> list[Path]:
+    """`root` and those of its parents that do not exist yet (nearest first): what creating it
+    makes, and what forgetting a refused new run removes again."""
+    return [p for p in (root, *root.parents) if not p.exists()]
+
+
+def forget_new_run(root: Path, made: list[Path]) -> None:
+    """Remove what a new run wrote before its input was refused: the directories it created
+    (an empty `runs/` too), or everything in the (then empty) directory it was given, so a
+    corrected rerun can start."""
+    if made:
         shutil.rmtree(root, ignore_errors=True)
+        for parent in made[1:]:
+            with contextlib.suppress(OSError):  # only while empty
+                parent.rmdir()
         return
     for entry in root.iterdir():
         if entry.is_dir() and not entry.is_symlink():
