@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_pipeline import metrics_of  # every generation's metrics without the timings
+
 NGRAM = [
     "--preset",
     "ngram-demo",
@@ -30,26 +32,12 @@ NGRAM = [
     "--set",
     "evaluation.stats_tokens=3000",
 ]
-TIMING = {"seconds", "tokens_per_s"}
 
 
 def _lmc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=timeout
     )
-
-
-def _metrics(run: Path) -> list[dict]:
-    """Every generation's metrics without the timings."""
-    out = []
-    for d in sorted(run.glob("gen_[0-9][0-9][0-9]")):
-        m = json.loads((d / "metrics.json").read_text())
-        m.pop("seconds", None)
-        for part in ("train", "sample"):
-            for key in TIMING:
-                m.get(part, {}).pop(key, None)
-        out.append(m)
-    return out
 
 
 def _kill_when(cmd: list[str], appears: Path, timeout: float = 120.0) -> None:
@@ -78,7 +66,7 @@ def test_a_run_killed_during_data_preparation_resumes(tmp_path: Path) -> None:
     assert manifest["status"] == "preparing" and not (killed / "data" / "corpus.json").exists()
     again = _lmc("run", "--quiet", "--out", str(killed), *NGRAM)
     assert again.returncode == 0, again.stderr
-    assert _metrics(killed) == _metrics(whole)
+    assert metrics_of(killed) == metrics_of(whole)
     assert json.loads((killed / "manifest.json").read_text())["status"] == "complete"
 
 

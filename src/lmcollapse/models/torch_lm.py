@@ -26,8 +26,9 @@ right-padded (causal attention: real tokens never see the padding).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,19 +132,26 @@ class TorchLM(nn.Module):
         params = sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
         return f"model: {type(self).__name__}, {params / 1e6:.2f}M parameters"
 
-    @torch.no_grad()
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode without gradients for the duration, the caller's mode restored after (on
+        an error too): what sampling, perplexity and probes need of a model mid-training."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
     def next_token_distributions(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         """p̂(·|x) in float64 for each context, one forward pass each (so a probe's numbers do
         not depend on what else is probed)."""
         vocab, positions = self.shape.vocab_size, self.shape.max_positions
         out = np.empty((len(contexts), vocab))
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             for row, ids in enumerate(contexts):
                 out[row] = self._distribution([int(i) for i in ids], vocab, positions)
-        finally:
-            self.train(was_training)
         return out
 
     def _distribution(self, ids: list[int], vocab: int, positions: int) -> np.ndarray:
@@ -161,7 +169,6 @@ class TorchLM(nn.Module):
         logits = self(torch.tensor([ids], device=self.device))[0, -1].double()
         return torch.softmax(logits, dim=-1).cpu().numpy()
 
-    @torch.no_grad()
     def sample(
         self,
         batch: int,
@@ -173,12 +180,8 @@ class TorchLM(nn.Module):
         params: SamplingParams,
         stop_at_eos: bool,
     ) -> list[np.ndarray]:
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             return self._sample(batch, length, eos_id, context, generator, params, stop_at_eos)
-        finally:
-            self.train(was_training)
 
     def _sample(
         self,
@@ -223,7 +226,6 @@ class TorchLM(nn.Module):
         out = seq[:, 1:].cpu().numpy()
         return [out[i, : int(done_at[i])] for i in range(batch)]
 
-    @torch.no_grad()
     def perplexity(
         self,
         store: TokenStore,
@@ -259,10 +261,8 @@ class TorchLM(nn.Module):
         for i in range(n):
             jobs += [(i, *w) for w in _windows(int(lens[i]), context, stride)]
         jobs.sort(key=lambda j: j[2] - j[1], reverse=True)  # a batch's first row is its widest
-        was_training = self.training
-        self.eval()
         total, count, k = 0.0, 0, 0
-        try:
+        with self._evaluating():
             while k < len(jobs):
                 width = jobs[k][2] - jobs[k][1]
                 batch = jobs[k : k + max(1, batch_tokens // max(width, 1))]
@@ -271,8 +271,6 @@ class TorchLM(nn.Module):
                 total -= float(logp[m].double().sum())
                 count += int(m.sum())
                 k += len(batch)
-        finally:
-            self.train(was_training)
         loss = total / count
         return PerplexityResult(loss, math.exp(loss), count, n)
 
