@@ -37,6 +37,28 @@ def builtin_corpus(tmp_path_factory: pytest.TempPathFactory):
     return prepare(ExperimentConfig().data, tmp_path_factory.mktemp("corpus") / "builtin")
 
 
+@pytest.fixture(scope="session")
+def ngram_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-generation n-gram run (helpers.NGRAM); copy it before damaging it."""
+    from helpers import NGRAM, lmc
+
+    out = tmp_path_factory.mktemp("runs") / "ngram"
+    done = lmc("run", "--quiet", "--out", str(out), *NGRAM)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def neo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-generation tiny GPT-Neo run (helpers.TINY_NEO); copy it before damaging it."""
+    from helpers import TINY_NEO, lmc
+
+    out = tmp_path_factory.mktemp("runs") / "neo"
+    done = lmc("run", "--quiet", "--out", str(out), *TINY_NEO)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.fixture
 def launch_two_processes() -> list[str]:
     """`accelerate launch` of two CPU processes over gloo (accelerate's --cpu alone starts one);

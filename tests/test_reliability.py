@@ -16,28 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import NGRAM, TINY_NEO, lmc
 from test_pipeline import metrics_of  # every generation's metrics without the timings
-
-NGRAM = [
-    "--preset",
-    "ngram-demo",
-    "--set",
-    "data.num_stories=400",
-    "--set",
-    "data.tokenizer_vocab_size=500",
-    "--set",
-    "run.generations=2",
-    "--set",
-    "sampling.length=200",
-    "--set",
-    "evaluation.stats_tokens=3000",
-]
-
-
-def _lmc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def _kill_when(cmd: list[str], appears: Path, timeout: float = 120.0) -> None:
@@ -54,19 +34,17 @@ def _kill_when(cmd: list[str], appears: Path, timeout: float = 120.0) -> None:
         proc.wait()
 
 
-def test_a_run_killed_during_data_preparation_resumes(tmp_path: Path) -> None:
+def test_a_run_killed_during_data_preparation_resumes(ngram_run: Path, tmp_path: Path) -> None:
     """The manifest is written before the data is prepared, so the rerun resumes the run (it
     used to say 'not empty and not an lmcollapse run') and ends where an unkilled run ends."""
-    whole = tmp_path / "whole"
-    assert _lmc("run", "--quiet", "--out", str(whole), *NGRAM).returncode == 0
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "lmcollapse", "run", "--quiet", "--out", str(killed), *NGRAM]
     _kill_when(cmd, killed / "data" / ".prepare.json")
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "preparing" and not (killed / "data" / "corpus.json").exists()
-    again = _lmc("run", "--quiet", "--out", str(killed), *NGRAM)
+    again = lmc("run", "--quiet", "--out", str(killed), *NGRAM)
     assert again.returncode == 0, again.stderr
-    assert metrics_of(killed) == metrics_of(whole)
+    assert metrics_of(killed) == metrics_of(ngram_run)
     assert json.loads((killed / "manifest.json").read_text())["status"] == "complete"
 
 
@@ -74,55 +52,17 @@ def test_bad_input_for_a_new_run_still_leaves_nothing(tmp_path: Path) -> None:
     """Recording a new run first must not leave it behind when its data is refused."""
     out = tmp_path / "bad"
     missing = f"data.source={tmp_path / 'missing.txt'}"
-    done = _lmc("run", "--out", str(out), *NGRAM, "--set", missing)
+    done = lmc("run", "--out", str(out), *NGRAM, "--set", missing)
     assert done.returncode == 2 and done.stderr.startswith("lmcollapse: error:")
     assert "missing.txt" in done.stderr and done.stderr.count("\n") == 1
     assert not out.exists()
     (tmp_path / "empty").mkdir()  # a directory given empty is left empty
-    done = _lmc("run", "--out", str(tmp_path / "empty"), *NGRAM, "--set", missing)
+    done = lmc("run", "--out", str(tmp_path / "empty"), *NGRAM, "--set", missing)
     assert done.returncode == 2 and list((tmp_path / "empty").iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------------------
 # Never a wrong number with exit 0: what a run reads back is checked against its manifest
-
-TINY_NEO = ["--preset", "demo"] + [
-    item
-    for s in (
-        "data.num_stories=120",
-        "data.tokenizer_vocab_size=600",
-        "model.num_layers=2",
-        "model.hidden_size=16",
-        "model.num_heads=2",
-        "model.max_position_embeddings=64",
-        "model.window_size=16",
-        "training.batch_size=8",
-        "training.micro_batch_size=8",
-        "training.context_length=64",
-        "training.epochs=1",
-        "sampling.length=48",
-        "sampling.batch_size=16",
-        "evaluation.context_length=64",
-        "evaluation.max_stories=10",
-        "run.generations=2",
-    )
-    for item in ("--set", s)
-]
-
-
-@pytest.fixture(scope="module")
-def ngram_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "ngram"
-    assert _lmc("run", "--quiet", "--out", str(out), *NGRAM).returncode == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def neo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "neo"
-    done = _lmc("run", "--quiet", "--out", str(out), *TINY_NEO)
-    assert done.returncode == 0, done.stderr
-    return out
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -144,7 +84,7 @@ def test_a_changed_corpus_is_refused_on_resume(ngram_run: Path, tmp_path: Path) 
     tokens[:] = np.random.default_rng(0).permutation(np.asarray(tokens))
     tokens.flush()
     del tokens
-    more = _lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
+    more = lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
     _refused(more, "gen_002/corpus/tokens.npy does not match the checksum", "remove gen_002")
     assert not (run / "gen_003").exists()
 
@@ -158,10 +98,10 @@ def test_a_rebuilt_d0_from_a_changed_source_is_refused(tmp_path: Path) -> None:
     source.write_text("\n<|endoftext|>\n".join(generate(200, seed=0)) + "\n<|endoftext|>\n")
     run = tmp_path / "run"
     args = [*NGRAM, "--set", f"data.source={source}", "--set", "data.num_stories=null"]
-    assert _lmc("run", "--quiet", "--out", str(run), *args).returncode == 0
+    assert lmc("run", "--quiet", "--out", str(run), *args).returncode == 0
     shutil.rmtree(run / "data")
     source.write_text("\n<|endoftext|>\n".join(generate(200, seed=1)) + "\n<|endoftext|>\n")
-    more = _lmc("run", "--quiet", "--out", str(run), *args, "--set", "run.generations=3")
+    more = lmc("run", "--quiet", "--out", str(run), *args, "--set", "run.generations=3")
     _refused(more, "is not the data this run started with")
     assert not (run / "gen_003").exists()
 
@@ -175,8 +115,8 @@ def test_a_damaged_model_is_named_by_sample_and_probe(neo_run: Path, tmp_path: P
         fh.seek(weights.stat().st_size // 2)
         fh.write(b"\x7f" * 4096)
     where = "gen_001/model does not match the SHA-256"
-    _refused(_lmc("sample", str(run), "-g", "1", "-n", "1"), where)
-    _refused(_lmc("probe", str(run), "--context", " there", "--next", " was"), where)
+    _refused(lmc("sample", str(run), "-g", "1", "-n", "1"), where)
+    _refused(lmc("probe", str(run), "--context", " there", "--next", " was"), where)
 
 
 def test_a_hand_edited_config_is_refused_where_it_is_read(ngram_run: Path, tmp_path: Path) -> None:
@@ -185,8 +125,8 @@ def test_a_hand_edited_config_is_refused_where_it_is_read(ngram_run: Path, tmp_p
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("k: 1.0", "k: 3.0"))
     for command in (["theory", "--from-run", str(run)], ["sample", str(run), "-g", "1"]):
-        _refused(_lmc(*command), "config.yaml was changed after the run wrote it")
-    _refused(_lmc("run", "--out", str(run), *NGRAM), "config.yaml was changed")
+        _refused(lmc(*command), "config.yaml was changed after the run wrote it")
+    _refused(lmc("run", "--out", str(run), *NGRAM), "config.yaml was changed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,14 +142,14 @@ def test_links_in_a_run_directory_are_refused_not_followed(ngram_run: Path, tmp_
         run = _copy(ngram_run, tmp_path / name)
         (run / name).unlink(missing_ok=True)
         (run / name).symlink_to(outside)
-        more = _lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
+        more = lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
         _refused(more, f"{name} is a symbolic link")
         assert outside.read_text() == "keep me" and not (run / "gen_003").exists()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run = _copy(ngram_run, tmp_path / "theory")
     (run / "theory").symlink_to(elsewhere, target_is_directory=True)
-    _refused(_lmc("theory", "--from-run", str(run)), "theory is a symbolic link")
+    _refused(lmc("theory", "--from-run", str(run)), "theory is a symbolic link")
     assert list(elsewhere.iterdir()) == []
 
 
@@ -218,12 +158,12 @@ def test_a_report_never_overwrites_a_runs_own_files(ngram_run: Path, tmp_path: P
     manifest = (run / "manifest.json").read_text()
     for target in (run / "manifest.json", run / "gen_001" / "model" / "config.json"):
         before = target.read_text()
-        _refused(_lmc("report", str(run), "--out", str(target)), "is inside the run")
+        _refused(lmc("report", str(run), "--out", str(target)), "is inside the run")
         assert target.read_text() == before
     assert (run / "manifest.json").read_text() == manifest
-    done = _lmc("report", str(run), "--out", str(run / "report.html"))  # its own place
+    done = lmc("report", str(run), "--out", str(run / "report.html"))  # its own place
     assert done.returncode == 0, done.stderr
-    assert _lmc("report", str(run), "--out", str(tmp_path / "r.html")).returncode == 0
+    assert lmc("report", str(run), "--out", str(tmp_path / "r.html")).returncode == 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,13 +218,13 @@ def test_what_used_to_be_a_traceback_is_one_line(case: str, ngram_run: Path, tmp
     args = [a.replace("{run}", str(run)) for a in command]
     if args[0] == "run":
         args += ["--out", str(tmp_path / "new")]
-    _refused(_lmc(*args), phrase)
+    _refused(lmc(*args), phrase)
 
 
 def test_a_damaged_samples_file_still_gives_a_report(ngram_run: Path, tmp_path: Path) -> None:
     run = _copy(ngram_run, tmp_path)
     (run / "gen_001" / "samples.txt").write_bytes(b"\xff\xfe not utf-8")
-    done = _lmc("report", str(run), "--out", str(tmp_path / "r.html"))
+    done = lmc("report", str(run), "--out", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     assert "\ufffd" in (tmp_path / "r.html").read_text()  # shown, marked undecodable
 
@@ -314,19 +254,19 @@ def test_the_second_of_two_runs_started_together_is_told_the_holder(tmp_path: Pa
 def test_temporary_files_left_by_a_killed_writer_are_removed(ngram_run: Path, tmp_path) -> None:
     run = _copy(ngram_run, tmp_path)
     (run / ".manifest.json.x1y2.tmp").write_text("{half")
-    assert _lmc("run", "--quiet", "--out", str(run), *NGRAM).returncode == 0
+    assert lmc("run", "--quiet", "--out", str(run), *NGRAM).returncode == 0
     assert not list(run.glob(".*.tmp"))
 
 
 def test_corpus_stats_refuses_a_negative_seed() -> None:
-    done = _lmc("corpus", "stats", "--data", "builtin", "--context", " there", "--seed", "-1")
+    done = lmc("corpus", "stats", "--data", "builtin", "--context", " there", "--seed", "-1")
     _refused(done, "--seed")
 
 
 def test_a_diverged_training_says_so_and_how_to_recover(tmp_path: Path) -> None:
     """It was reported as bad input (exit 2) by whatever met the NaNs first."""
     args = [*TINY_NEO, "--set", "training.learning_rate=1e30", "--set", "run.generations=1"]
-    done = _lmc("run", "--quiet", "--out", str(tmp_path / "r"), *args)
+    done = lmc("run", "--quiet", "--out", str(tmp_path / "r"), *args)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "generation 1: the training diverged (mean loss nan in epoch 1" in done.stderr
     assert "lower training.learning_rate" in done.stderr
@@ -361,7 +301,7 @@ def test_bad_input_found_after_a_finished_generation_keeps_the_run(tmp_path: Pat
     out = tmp_path / "r"
     args = [*NGRAM, "--set", "paradigm.name=mix", "--set", "paradigm.lam=0.3"]
     args += ["--set", "sampling.mode=stream", "--set", "sampling.num_sequences=20"]
-    done = _lmc("run", "--quiet", "--out", str(out), *args)
+    done = lmc("run", "--quiet", "--out", str(out), *args)
     _refused(done, "generation 2 (mix) needs")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["generations"]["1"]["status"] == "complete"

@@ -313,10 +313,23 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
             f"{layout.manifest} is damaged ({exc.__class__.__name__}): restore it from a copy, or "
             "start the run again with another --out"
         ) from None
-    if isinstance(manifest, dict) and not isinstance(manifest.get("generations", {}), dict):
+    gens = manifest.get("generations", {}) if isinstance(manifest, dict) else {}
+    bad = (
+        "its generations are not a mapping"
+        if not isinstance(gens, dict)
+        else next(
+            (
+                f"its generation {k!r} is not a record of a generation"
+                for k, v in gens.items()
+                if not (k.isdecimal() and int(k) > 0 and isinstance(v, dict))
+            ),
+            None,
+        )
+    )
+    if bad:
         raise InvalidInput(
-            f"{layout.manifest} is damaged (its generations are not a mapping): restore it, or "
-            "start the run again with another --out"
+            f"{layout.manifest} is damaged ({bad}): restore it, or start the run again with "
+            "another --out"
         )
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise InvalidInput(f"{root} is not an lmcollapse run (its manifest.json is someone else's)")

@@ -175,8 +175,8 @@ class DataConfig:
         out = []
         if not (math.isfinite(self.holdout_fraction) and 0 < self.holdout_fraction <= 0.5):
             out.append(f"holdout_fraction: must be in (0, 0.5], got {self.holdout_fraction!r}")
-        if self.seed < 0:
-            out.append(f"seed: must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 2**63:  # what every random generator downstream takes
+            out.append(f"seed: must be in [0, 2^63), got {self.seed}")
         out += _at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 258)
         if self.num_stories is not None and self.num_stories < 2:
             out.append(
@@ -412,8 +412,8 @@ class RunConfig:
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("generations", self.generations, 1)
-        if self.seed < 0:
-            out.append(f"seed: must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 2**63:  # what every random generator downstream takes
+            out.append(f"seed: must be in [0, 2^63), got {self.seed}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             out.append(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
         return out

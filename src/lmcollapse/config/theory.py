@@ -142,8 +142,8 @@ class TheoryConfig:
             )
         if not (math.isfinite(self.band) and self.band > 0):
             out.append(f"band: must be > 0, got {self.band!r}")
-        if self.seed < 0:
-            out.append(f"seed: must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 2**63:  # what every random generator downstream takes
+            out.append(f"seed: must be in [0, 2^63), got {self.seed}")
         n_x = sum(c for c in self.probe.counts if math.isfinite(c))
         if math.isfinite(self.errors.scale) and self.errors.scale * n_x * self.horizon > 1e300:
             out.append(

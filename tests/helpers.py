@@ -1,0 +1,45 @@
+"""Shared by the reliability tests: two tiny runs' arguments and the command in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+NGRAM = [
+    "--preset",
+    "ngram-demo",
+    *("--set", "data.num_stories=400"),
+    *("--set", "data.tokenizer_vocab_size=500"),
+    *("--set", "run.generations=2"),
+    *("--set", "sampling.length=200"),
+    *("--set", "evaluation.stats_tokens=3000"),
+]
+TINY_NEO = ["--preset", "demo"] + [
+    item
+    for s in (
+        "data.num_stories=120",
+        "data.tokenizer_vocab_size=600",
+        "model.num_layers=2",
+        "model.hidden_size=16",
+        "model.num_heads=2",
+        "model.max_position_embeddings=64",
+        "model.window_size=16",
+        "training.batch_size=8",
+        "training.micro_batch_size=8",
+        "training.context_length=64",
+        "training.epochs=1",
+        "sampling.length=48",
+        "sampling.batch_size=16",
+        "evaluation.context_length=64",
+        "evaluation.max_stories=10",
+        "run.generations=2",
+    )
+    for item in ("--set", s)
+]
+
+
+def lmc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`lmcollapse ARGS` in a fresh interpreter (what a user runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=timeout
+    )
