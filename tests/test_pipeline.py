@@ -1,4 +1,4 @@
-"""`lmcollapse run` end to end on a tiny config: every paradigm, kill and resume, refusals, the
+"""`lmcollapse run` end to end on a tiny config: every paradigm, resume, refusals, the
 inspection commands and the report in a real headless browser."""
 
 from __future__ import annotations
@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -183,33 +181,6 @@ def _store_of(run: Path, source: str) -> Path:
     return run / "data/d0" if source == "d0" else run / source / "corpus"
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path: Path, replace_run: Path) -> None:
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "lmcollapse", "run", "--quiet", "--out", str(out), *sets()]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill it in the middle of generation 2
-        manifest = out / "manifest.json"
-        if manifest.is_file():
-            try:
-                gens = json.loads(manifest.read_text())["generations"]
-            except ValueError:
-                gens = {}
-            if gens.get("1", {}).get("status") == "complete" and (out / "gen_002").exists():
-                break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["generations"]["1"]["status"] == "complete"
-    assert manifest["generations"].get("2", {}).get("status") != "complete"
-    status = lmc("status", str(out), "--json")
-    assert json.loads(status.stdout)["generations_done"] == [1]
-    resumed = lmc("run", "--quiet", "--out", str(out), *sets())
-    assert resumed.returncode == 0, resumed.stderr
-    assert metrics_of(out) == metrics_of(replace_run)  # as if it had never been interrupted
-
-
 def test_resume_refuses_a_changed_config_and_accepts_more_generations(tmp_path: Path) -> None:
     out = tmp_path / "r"
     assert run_cli("run", "--quiet", "--out", str(out), *sets("run.generations=1")).exit_code == 0
@@ -271,7 +242,7 @@ def test_bad_run_input_is_one_line_and_nothing_is_lost(tmp_path: Path) -> None:
             "training.epoch: unknown key (did you mean training.epochs?)",
         ),
         (["run", "--out", str(a_file)], "exists and is not a directory"),
-        (["run", "--out", "/proc/lmcollapse-cannot-write-here"], "cannot create"),
+        (["run", "--out", "/proc/lmcollapse-cannot-write-here"], "cannot write to /proc"),
         (["run", "--out", str(foreign)], "is not empty and not an lmcollapse run"),
         (
             ["run", "--out", str(other_tool)],
@@ -423,3 +394,10 @@ def test_accelerate_launch_runs_the_pipeline_with_two_processes(
     assert refused.returncode != 0
     assert refused.stderr.count("was run with another config (differs in: training.") == 2
     assert (out / "manifest.json").read_text() == before
+    # Input refused by the main process alone, in its set-up (a probe token the trained
+    # tokenizer splits): the other process is told, rather than waiting at a barrier for ever.
+    fresh = [*cmd[: cmd.index("--out") + 1], str(tmp_path / "new"), *cmd[cmd.index("--out") + 2 :]]
+    probe = "evaluation.probes=[{context: ' there', next: [' xyzzyq']}]"
+    refused = subprocess.run([*fresh, "--set", probe], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and refused.stderr.count("is not one token") == 2
+    assert not (tmp_path / "new").exists()

@@ -55,10 +55,9 @@ from lmcollapse.rundir import (
     missing_dirs,
     now,
     sha256_of,
-    start_or_resume,
     write_config,
 )
-from lmcollapse.runtime import log, log_to, say
+from lmcollapse.runtime import log, log_to, main_first, say
 
 # Seconds between rewrites of metrics.csv, figures and report.html (the run's end always writes).
 OUTPUT_INTERVAL = 20.0
@@ -127,8 +126,11 @@ def run(
     preset: str | None = None,
     resume: str = "auto",
     progress: bool = True,
+    set_up_only: bool = False,
 ) -> Path:
-    """Run (or continue) the experiment; returns the run directory."""
+    """Run (or continue) the experiment; returns the run directory. set_up_only: stop once the
+    data is prepared and every input checked against it (a sweep sets up every value first)."""
+    from lmcollapse.checks import preflight
     from lmcollapse.config import validate
     from lmcollapse.runtime import distributed_state
 
@@ -138,7 +140,7 @@ def run(
     root = Path(out or cfg.run.out or default_out(preset))
     layout = RunLayout(root)
     state = distributed_state(cfg.run.device)
-    manifest = start_or_resume(cfg, layout, preset, resume)  # validates before any write
+    manifest = preflight(cfg, root, preset, resume)  # every check that needs no write
     state.wait_for_everyone()  # every process has looked before the main one creates anything
     made, new = missing_dirs(root), not layout.manifest.is_file()
     if state.is_main_process:
@@ -153,7 +155,7 @@ def run(
         state.wait_for_everyone()
         handler = log_to(layout.log) if state.is_main_process else None
         try:
-            return _run_locked(cfg, layout, manifest, state, progress)
+            return _run_locked(cfg, layout, manifest, state, progress, set_up_only)
         except InvalidInput:
             if state.is_main_process and new and not completed(manifest, layout):
                 forget_new_run(root, made)  # bad input for a new run: leave nothing
@@ -165,7 +167,12 @@ def run(
 
 
 def _run_locked(
-    cfg: ExperimentConfig, layout: RunLayout, manifest: dict[str, Any], state: Any, progress: bool
+    cfg: ExperimentConfig,
+    layout: RunLayout,
+    manifest: dict[str, Any],
+    state: Any,
+    progress: bool,
+    set_up_only: bool = False,
 ) -> Path:
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.runtime import progress_bar
@@ -173,9 +180,9 @@ def _run_locked(
     main = state.is_main_process
     ctx = _Context(cfg, layout, manifest, None, state, progress and main)
     ctx.corpora = Corpora(layout, manifest)
-    if main:
-        _set_up(ctx, progress)
-    state.wait_for_everyone()
+    main_first(state, lambda: _set_up(ctx, progress))  # its errors reach every process
+    if set_up_only:
+        return layout.root
     if not main:
         ctx.corpus = open_prepared(layout.data)
     try:
@@ -209,8 +216,8 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     """Main process: the config and manifest of a new run; D0, the evaluation set and the
     model's limits checked (and made); then the manifest says running. Bad input for a new run
     removes all of it again (`run`)."""
+    from lmcollapse.checks import tokenizer_check
     from lmcollapse.data import prepare as p
-    from lmcollapse.models import check_model
     from lmcollapse.sample import corpus_target
 
     cfg, layout = ctx.cfg, ctx.layout
@@ -225,7 +232,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
-    ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say)  # validates the data
+    ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say, check=tokenizer_check(cfg))
     check_d0(ctx.manifest, corpus)
     tok = corpus.tokenizer
     ctx.evaluation = (
@@ -234,7 +241,6 @@ def _set_up(ctx: _Context, progress: bool) -> None:
         else p.prepare_evaluation(spec, tok, layout.data / "eval", log=ctx.say)
     )
     ctx.eval_set = p.evaluation_record(spec, ctx.evaluation)
-    check_model(cfg.model, tok.vocab_size, tok.eos_id)
     corpus_target(cfg, ctx.paradigm.scale, corpus.d0)  # a reachable S_n, before any training
     if not layout.config.is_file() or config_is_partial(layout):
         write_config(layout, ctx.manifest, cfg)
@@ -474,26 +480,4 @@ def _write_outputs(ctx: _Context) -> None:
     ctx.outputs_cost = time.monotonic() - t0
 
 
-def sweep(
-    configs: dict[str, ExperimentConfig],
-    out: str | Path,
-    *,
-    preset: str | None = None,
-    progress: bool = True,
-) -> tuple[list[Path], Path]:
-    """Run (or continue) one experiment per config into out/<label>, then one report overlaying
-    them all (out/report.html, figures in out/figures). Returns (run directories, report)."""
-    from lmcollapse.report import write_report
-
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise InvalidInput(f"sweep directory {root} exists and is not a directory: choose another")
-    dirs = []
-    for label, cfg in configs.items():
-        say(f"sweep: {label}", progress)
-        dirs.append(run(cfg, root / label, preset=preset, progress=progress))
-    report = write_report(dirs, root / "report.html", figures_dir=root / "figures")
-    return dirs, report
-
-
-__all__ = ["STAGES", "Generation", "run", "seed_for", "sweep"]
+__all__ = ["STAGES", "Generation", "run", "seed_for"]

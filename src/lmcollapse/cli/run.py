@@ -71,7 +71,7 @@ def sweep_cmd(
     """
     from lmcollapse.config import ExperimentConfig, resolve
     from lmcollapse.inspect import sweep_summary_lines
-    from lmcollapse.pipeline import sweep
+    from lmcollapse.sweeps import sweep
 
     key, sep, values = assignment.partition("=")
     vals = [v.strip() for v in values.split(",") if v.strip()]

@@ -81,8 +81,16 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
-def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) -> PreparedCorpus:
-    """Build (or reuse) tokenizer, d0 and holdout in out_dir for this data config."""
+def prepare(
+    data: DataConfig,
+    out_dir: str | Path,
+    *,
+    log: Log | None = None,
+    check: Callable[[Tok], None] | None = None,
+) -> PreparedCorpus:
+    """Build (or reuse) tokenizer, d0 and holdout in out_dir for this data config. `check`
+    (a run's probes and model, lmcollapse.checks) sees the tokenizer as soon as it exists:
+    a pretrained one before anything is written, a trained one before D0 is encoded."""
     out = Path(out_dir)
     say = log or (lambda _msg: None)
     wanted = to_plain(data)
@@ -94,7 +102,10 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) ->
                 f"{', '.join('data.' + d for d in diff)}): use another directory or the same config"
             )
         say(f"reusing the prepared corpus in {out}")
-        return open_prepared(out)
+        corpus = open_prepared(out)
+        if check is not None:
+            check(corpus.tokenizer)
+        return corpus
     if not str(out_dir).strip():
         raise InvalidInput("the output directory is empty: name one, e.g. --out runs/corpus")
     if out.exists() and not out.is_dir():
@@ -113,6 +124,8 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) ->
     pretrained = (
         None if data.tokenizer == "train" else load_tokenizer(data.tokenizer)
     )  # fetched to the cache
+    if pretrained is not None and check is not None:
+        check(pretrained)
     timings["count_s"] = time.perf_counter() - t0
 
     out = prepare_output_dir(out)
@@ -123,6 +136,8 @@ def prepare(data: DataConfig, out_dir: str | Path, *, log: Log | None = None) ->
 
     t0 = time.perf_counter()
     tok = _tokenizer(data, spec, is_held, pretrained, out / "tokenizer", say)
+    if check is not None and pretrained is None:
+        check(tok)
     timings["tokenizer_s"] = time.perf_counter() - t0
     provenance = {"data": wanted, "tokenizer": tok.fingerprint()}
 

@@ -30,6 +30,27 @@ class HFShape:
     max_positions: int
 
 
+def causal_lm_config(name_or_path: str) -> Any:
+    """The transformers config of a causal LM (a config name, hub name or path), or InvalidInput
+    naming model.hf_config: what a sequence classifier's or an encoder's config would be."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except Exception as exc:
+        raise InvalidInput(
+            f"model.hf_config {name_or_path!r} does not load: {first_line(exc)} (give a config "
+            "name such as gpt2, or a directory with a config.json)"
+        ) from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise InvalidInput(
+            f"model.hf_config {name_or_path!r} is a {config.model_type} config, which has no "
+            "causal-LM model in transformers: give a causal LM's config (gpt2, gpt_neo, llama, ...)"
+        )
+    return config
+
+
 class HFCausalLM(TorchLM):
     """A transformers AutoModelForCausalLM behind the engine's interface."""
 
@@ -48,14 +69,9 @@ class HFCausalLM(TorchLM):
     @classmethod
     def from_config(cls, name_or_path: str, vocab_size: int, eos_id: int) -> HFCausalLM:
         """A freshly initialised model of this architecture with the tokenizer's vocabulary."""
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        try:
-            config = AutoConfig.from_pretrained(name_or_path)
-        except Exception as exc:
-            raise InvalidInput(
-                f"cannot load model config {name_or_path!r}: {first_line(exc)}"
-            ) from None
+        config = causal_lm_config(name_or_path)
         config.vocab_size = vocab_size
         config.bos_token_id = config.eos_token_id = eos_id
         return cls(AutoModelForCausalLM.from_config(config))
@@ -115,6 +131,10 @@ class HFFamily(TorchFamily):
     def check(self, cfg: Any, vocab_size: int) -> list[str]:
         if not cfg.hf_config:
             return ["model.family=hf needs model.hf_config (a config name or path)"]
+        try:
+            causal_lm_config(cfg.hf_config)
+        except InvalidInput as exc:
+            return [str(exc)]
         return []
 
     def build(self, cfg: Any, vocab_size: int, eos_id: int) -> HFCausalLM:

@@ -1,0 +1,86 @@
+"""What can be checked of a run's inputs before its work starts.
+
+Bad input should cost seconds, not an hour of data preparation or a finished first sweep value:
+
+- `preflight` runs every check that needs neither the prepared data nor a write: the config, the
+  run directory against it (a conflicting earlier run), that the target can be written, the
+  model family's own limits (an `hf_config` that loads), and, where the run's data is prepared
+  already, the probes and the model's sizes against its tokenizer. `sweep` runs it for every
+  value before the first run starts (a pretrained tokenizer is fetched only after the data
+  source is known to be there: its errors say more).
+- `tokenizer_check` is what needs the tokenizer: data preparation calls it as soon as the
+  tokenizer exists (before a pretrained one is copied; after a trained one is trained, before
+  the long encoding of D0).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lmcollapse.config import ExperimentConfig
+from lmcollapse.errors import InvalidInput
+
+
+def tokenizer_check(cfg: ExperimentConfig) -> Callable[[Any], None]:
+    """A check of cfg's probes and model against a tokenizer (a data.tokenizer.Tok)."""
+
+    def check(tok: Any) -> None:
+        from lmcollapse.data.tokenizer import single_token
+        from lmcollapse.models import check_model
+
+        for i, p in enumerate(cfg.evaluation.probes):
+            if not tok.encode(p.context):
+                raise InvalidInput(
+                    f"evaluation.probes[{i}].context {p.context!r} encodes to no token"
+                )
+            for v in p.next:
+                single_token(tok, v, f"evaluation.probes[{i}] token")
+        check_model(cfg.model, tok.vocab_size, tok.eos_id)
+
+    return check
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise InvalidInput unless a file can be made at `path` (its nearest existing folder takes
+    a new file): a read-only disk or folder is found before the work, not after it."""
+    p = Path(path).absolute()
+    folder = next((q for q in (p, *p.parents) if q.exists()), Path("/"))
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a directory: choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lmcollapse-write-check-")
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot write to {folder} ({exc.strerror}): choose another output path, or make "
+            "it writable"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def preflight(
+    cfg: ExperimentConfig, out: str | Path, preset: str | None = None, resume: str = "auto"
+) -> dict[str, Any]:
+    """Every check of a run into `out` that needs neither its data nor a write (see above);
+    returns the manifest to run with (rundir.start_or_resume)."""
+    from lmcollapse.config import validate
+    from lmcollapse.data.prepare import is_prepared, open_prepared
+    from lmcollapse.models import family_of
+    from lmcollapse.rundir import RunLayout, start_or_resume
+
+    cfg = validate(cfg)
+    layout = RunLayout(Path(out))
+    manifest = start_or_resume(cfg, layout, preset, resume)
+    check_writable(layout.root)
+    if is_prepared(layout.data):
+        tokenizer_check(cfg)(open_prepared(layout.data).tokenizer)
+    else:  # checked against the tokenizer by data preparation, as soon as there is one
+        vocab = cfg.model.vocab_size or cfg.data.tokenizer_vocab_size
+        problems = family_of(cfg.model.family).check(cfg.model, vocab)
+        if problems:
+            raise InvalidInput("; ".join(problems))
+    return manifest
