@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +156,13 @@ NGRAM = [
 
 
 def lmc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=600
-    )
+    """`lmcollapse ARGS` in-process (an escaping exception fails the test with its traceback)."""
+    from click.testing import CliRunner
+
+    from lmcollapse.cli import main
+
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
 
 
 def sets(*items: str) -> list[str]:
