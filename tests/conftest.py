@@ -37,26 +37,29 @@ def builtin_corpus(tmp_path_factory: pytest.TempPathFactory):
     return prepare(ExperimentConfig().data, tmp_path_factory.mktemp("corpus") / "builtin")
 
 
+def _finished_run(factory: pytest.TempPathFactory, name: str, args: list[str]) -> Path:
+    from helpers import lmc
+
+    out = factory.mktemp("runs") / name
+    done = lmc("run", "--quiet", "--out", str(out), *args)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def ngram_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-generation n-gram run (helpers.NGRAM); copy it before damaging it."""
-    from helpers import NGRAM, lmc
+    from helpers import NGRAM
 
-    out = tmp_path_factory.mktemp("runs") / "ngram"
-    done = lmc("run", "--quiet", "--out", str(out), *NGRAM)
-    assert done.returncode == 0, done.stderr
-    return out
+    return _finished_run(tmp_path_factory, "ngram", NGRAM)
 
 
 @pytest.fixture(scope="session")
 def neo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-generation tiny GPT-Neo run (helpers.TINY_NEO); copy it before damaging it."""
-    from helpers import TINY_NEO, lmc
+    from helpers import TINY_NEO
 
-    out = tmp_path_factory.mktemp("runs") / "neo"
-    done = lmc("run", "--quiet", "--out", str(out), *TINY_NEO)
-    assert done.returncode == 0, done.stderr
-    return out
+    return _finished_run(tmp_path_factory, "neo", TINY_NEO)
 
 
 @pytest.fixture

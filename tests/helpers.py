@@ -14,27 +14,30 @@ NGRAM = [
     *("--set", "sampling.length=200"),
     *("--set", "evaluation.stats_tokens=3000"),
 ]
-TINY_NEO = ["--preset", "demo"] + [
-    item
-    for s in (
-        "data.num_stories=120",
-        "data.tokenizer_vocab_size=600",
-        "model.num_layers=2",
-        "model.hidden_size=16",
-        "model.num_heads=2",
-        "model.max_position_embeddings=64",
-        "model.window_size=16",
-        "training.batch_size=8",
-        "training.micro_batch_size=8",
-        "training.context_length=64",
-        "training.epochs=1",
-        "sampling.length=48",
-        "sampling.batch_size=16",
-        "evaluation.context_length=64",
-        "evaluation.max_stories=10",
-        "run.generations=2",
-    )
-    for item in ("--set", s)
+TINY_NEO_SETTINGS = [  # a GPT-Neo of 2 × 16 on 120 built-in stories: seconds per generation
+    "data.num_stories=120",
+    "data.tokenizer_vocab_size=600",
+    "model.num_layers=2",
+    "model.hidden_size=16",
+    "model.num_heads=2",
+    "model.max_position_embeddings=64",
+    "model.window_size=16",
+    "training.batch_size=8",
+    "training.micro_batch_size=8",
+    "training.context_length=64",
+    "training.epochs=1",
+    "training.learning_rate=3e-3",
+    "sampling.length=48",
+    "sampling.batch_size=16",
+    "evaluation.context_length=64",
+    "evaluation.max_stories=10",
+    "evaluation.num_samples=2",
+    "evaluation.stats_tokens=2000",
+]
+TINY_NEO = [
+    "--preset",
+    "demo",
+    *(x for s in [*TINY_NEO_SETTINGS, "run.generations=2"] for x in ("--set", s)),
 ]
 
 

@@ -27,28 +27,11 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers import TINY_NEO_SETTINGS
+
 GOLDEN = Path(__file__).parent / "golden" / "metrics.json"
 
-TINY_NEO = [
-    "data.num_stories=120",
-    "data.tokenizer_vocab_size=600",
-    "model.num_layers=2",
-    "model.hidden_size=16",
-    "model.num_heads=2",
-    "model.max_position_embeddings=64",
-    "model.window_size=16",
-    "training.batch_size=8",
-    "training.micro_batch_size=8",
-    "training.context_length=64",
-    "training.epochs=1",
-    "training.learning_rate=3e-3",
-    "sampling.length=48",
-    "sampling.batch_size=16",
-    "evaluation.context_length=64",
-    "evaluation.max_stories=10",
-    "evaluation.num_samples=2",
-    "evaluation.stats_tokens=2000",
-]
+TINY_NEO = TINY_NEO_SETTINGS
 TINY_NGRAM = [
     "data.num_stories=200",
     "data.tokenizer_vocab_size=500",

@@ -106,16 +106,7 @@ def prepare(
         if check is not None:
             check(corpus.tokenizer)
         return corpus
-    if not str(out_dir).strip():
-        raise InvalidInput("the output directory is empty: name one, e.g. --out runs/corpus")
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"output path {out} exists and is not a directory: choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / ".prepare.json").is_file():
-        raise InvalidInput(
-            f"{out} is not empty and not a prepared corpus (no corpus.json or .prepare.json): "
-            "choose another --out (nothing in it was touched)"
-        )
-
+    _refuse_foreign(out_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     spec = source_spec(data)
@@ -148,10 +139,29 @@ def prepare(
         stores = _encode_split(tok, spec, is_held, out, provenance)
     timings["encode_s"] = time.perf_counter() - t0
     d0, holdout = stores
-    info = {
+    info = _corpus_info(wanted, sources.describe(spec), tok, d0, holdout, timings)
+    atomic_write_json(out / "corpus.json", info)
+    (out / ".prepare.json").unlink(missing_ok=True)
+    say(
+        f"D0: {d0.num_stories:,} stories, {d0.num_tokens:,} tokens; "
+        f"holdout: {holdout.num_stories:,} stories, {holdout.num_tokens:,} tokens"
+    )
+    return PreparedCorpus(out, tok, d0, holdout, info)
+
+
+def _corpus_info(
+    wanted: dict[str, Any],
+    source: str,
+    tok: Tok,
+    d0: TokenStore,
+    holdout: TokenStore,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """corpus.json: what was prepared, from what, with which tokenizer, and how long it took."""
+    return {
         "lmcollapse_version": __version__,
         "data": wanted,
-        "source": sources.describe(spec),
+        "source": source,
         "tokenizer": {
             "path": "tokenizer",
             "fingerprint": tok.fingerprint(),
@@ -163,13 +173,20 @@ def prepare(
         "holdout": {"stories": holdout.num_stories, "tokens": holdout.num_tokens},
         "timings": timings,
     }
-    atomic_write_json(out / "corpus.json", info)
-    (out / ".prepare.json").unlink(missing_ok=True)
-    say(
-        f"D0: {d0.num_stories:,} stories, {d0.num_tokens:,} tokens; "
-        f"holdout: {holdout.num_stories:,} stories, {holdout.num_tokens:,} tokens"
-    )
-    return PreparedCorpus(out, tok, d0, holdout, info)
+
+
+def _refuse_foreign(out_dir: str | Path) -> None:
+    """An output path that is empty, not a directory, or a folder of someone else's files."""
+    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise InvalidInput("the output directory is empty: name one, e.g. --out runs/corpus")
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"output path {out} exists and is not a directory: choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / ".prepare.json").is_file():
+        raise InvalidInput(
+            f"{out} is not empty and not a prepared corpus (no corpus.json or .prepare.json): "
+            "choose another --out (nothing in it was touched)"
+        )
 
 
 def _forget_other_attempts(out: Path, wanted: dict[str, Any]) -> None:
