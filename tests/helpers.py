@@ -12,6 +12,7 @@ NGRAM = [
     *("--set", "data.tokenizer_vocab_size=500"),
     *("--set", "run.generations=2"),
     *("--set", "sampling.length=200"),
+    *("--set", "sampling.batch_size=100"),  # S_n in several batches (a kill test's point)
     *("--set", "evaluation.stats_tokens=3000"),
 ]
 TINY_NEO_SETTINGS = [  # a GPT-Neo of 2 × 16 on 120 built-in stories: seconds per generation
@@ -42,7 +43,19 @@ TINY_NEO = [
 
 
 def lmc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """`lmcollapse ARGS` in a fresh interpreter (what a user runs)."""
+    """`lmcollapse ARGS` as a user runs it, but in-process (an interpreter start saved per call):
+    the same one-line errors and exit codes; an exception that escapes fails the test with its
+    traceback. `fresh_lmc` starts a new interpreter where a test needs one."""
+    from click.testing import CliRunner
+
+    from lmcollapse.cli import main
+
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
+
+
+def fresh_lmc(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`lmcollapse ARGS` in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-m", "lmcollapse", *args], capture_output=True, text=True, timeout=timeout
     )

@@ -102,12 +102,21 @@ def test_a_sweep_checks_every_value_before_the_first_generation(tmp_path: Path) 
     done = _cli("sweep", "data.tokenizer_vocab_size=500,258", "--quiet", "--out", str(out), *args)
     assert done.exit_code == 2, done.output
     assert done.stderr.startswith("lmcollapse: error: sweep value data.tokenizer_vocab_size=258:")
-    first = out / "data.tokenizer_vocab_size=500"
-    manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["status"] == "running" and manifest["generations"] == {}  # set up only
-    assert (
-        not list(first.glob("gen_00[1-9]")) and not (out / "data.tokenizer_vocab_size=258").exists()
+    assert not out.exists()  # the first value, set up by this call, is gone again: a
+    # corrected rerun starts clean (it used to be refused: "run with another config")
+    done = _cli(
+        "sweep",
+        "data.tokenizer_vocab_size=500",
+        "--quiet",
+        "--out",
+        str(out),
+        *args,
+        "--set",
+        "run.generations=1",
     )
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((out / "data.tokenizer_vocab_size=500" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
     # a value whose run directory cannot be one is found before anything is set up
     (out / "data.tokenizer_vocab_size=259").write_text("in the way")
     done = _cli("sweep", "data.tokenizer_vocab_size=260,259", "--quiet", "--out", str(out), *args)
@@ -131,3 +140,29 @@ def test_an_unwritable_target_is_found_before_the_work(tmp_path: Path, monkeypat
         check_writable(tmp_path / "run")
     done = _cli("run", "--quiet", "--out", str(tmp_path / "run"), *NGRAM)
     assert done.exit_code == 2 and "Read-only file system" in done.stderr
+
+
+def test_a_kill_before_the_manifest_leaves_a_directory_that_starts_again(tmp_path: Path) -> None:
+    """Only the lock, the log and the config, as a kill before the manifest's first write
+    leaves them: the rerun used to say 'not empty and not an lmcollapse run'."""
+    out = tmp_path / "r"
+    out.mkdir()
+    for name in ("run.lock", "run.log", "config.yaml", ".manifest.json.x1.tmp"):
+        (out / name).write_text("")
+    assert preflight(_cfg(), out)["generations"] == {}  # a new run
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidInput, match="not empty and not an lmcollapse run"):
+        preflight(_cfg(), out)
+
+
+def test_setting_up_a_finished_run_leaves_it_finished(ngram_run: Path, tmp_path: Path) -> None:
+    """A sweep sets every value up first; a finished value used to read 'running' after it."""
+    import shutil
+
+    from lmcollapse.pipeline import run
+
+    copy = tmp_path / "run"
+    shutil.copytree(ngram_run, copy)
+    cfg = resolve(ExperimentConfig, config=copy / "config.yaml")
+    run(cfg, copy, set_up_only=True, progress=False)
+    assert json.loads((copy / "manifest.json").read_text())["status"] == "complete"

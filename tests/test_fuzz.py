@@ -36,7 +36,7 @@ YAML_ANY = {  # malformed as YAML, or not a mapping: refused by every config rea
     "list": "- 1\n- 2\n",
     "scalar": "just words\n",
     "not-utf8": b"run: {seed: 1}\n\xff\xfe\x00\n",
-    "alias-loop": "a: &x [*x]\n",
+    "alias-loop": "run: &x {seed: *x}\n",
     "unknown-section": "nosuch: {a: 1}\n",
 }
 YAML_EXPERIMENT = {  # well-formed YAML, wrong as an experiment config
@@ -94,6 +94,12 @@ DAMAGE: dict[str, Callable[[Path], None]] = {  # a finished 2-generation run, da
     "generation-key": lambda r: _edit_json(
         r / "manifest.json", lambda m: m["generations"].update({"first": {}})
     ),
+    "generation-key-zero-padded": lambda r: _edit_json(
+        r / "manifest.json", lambda m: m["generations"].update({"01": m["generations"]["1"]})
+    ),
+    "generation-seconds": lambda r: _edit_json(
+        r / "manifest.json", lambda m: m["generations"]["1"].update(seconds=[1], train="x")
+    ),
     "config-missing": lambda r: (r / "config.yaml").unlink(),
     "config-garbage": lambda r: (r / "config.yaml").write_text("{{{"),
     "config-edited": lambda r: (r / "config.yaml").write_text(
@@ -124,6 +130,7 @@ def _link(path: Path, target: Path) -> None:
     path.symlink_to(target)
 
 
+STATS = ["corpus", "stats", "--data", "builtin", "--num-stories", "50"]
 SWEEP = "evaluation.num_samples=1,2"  # a key no case above makes bad
 RUN_COMMANDS = {  # what reads a run: command -> its arguments ({run}: the damaged copy)
     "run": ["run", "--quiet", "--out", "{run}", *NGRAM],
@@ -137,7 +144,6 @@ READS_PAST = {  # (damage, command) where the command does not read the damaged 
     # a newer run format, only reads it): they succeed. A finished run's `run` only rewrites
     # its report, so it reads no model, corpus or probes.npz.
     ("config-edited", "probe"),
-    ("config-edited", "report"),
     ("config-edited", "status"),
     ("config-garbage", "probe"),
     ("config-garbage", "report"),
@@ -196,6 +202,12 @@ READS_PAST = {  # (damage, command) where the command does not read the damaged 
     ("tokenizer-missing", "report"),
     ("tokenizer-missing", "status"),
     ("tokenizer-missing", "theory"),
+    ("generation-seconds", "probe"),
+    ("generation-seconds", "report"),
+    ("generation-seconds", "run"),
+    ("generation-seconds", "sample"),
+    ("generation-seconds", "status"),
+    ("generation-seconds", "theory"),
 }
 
 
@@ -246,7 +258,7 @@ def _cases() -> dict[str, tuple[str, object, list[str]]]:
         cases[f"tokenizer-{name}-stats"] = (
             "tok",
             name,
-            ["corpus", "stats", "--num-stories", "50", "--tokenizer", "{tok}", "--context", "a"],
+            [*STATS, "--tokenizer", "{tok}", "--context", "a"],
         )
     cases["usage-presets"] = ("none", None, ["presets", "extra"])
     cases["usage-config-docs"] = ("none", None, ["config", "docs", "--nosuch"])

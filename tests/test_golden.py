@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -192,9 +193,12 @@ def _compare(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
 
 def _run_portably(name: str, tmp: Path) -> dict[str, Any]:
     """_run in a fresh interpreter whose float32 code paths are pinned (PORTABLE)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the torch golden numbers are pinned for x86-64 (MKL's reproducible mode)")
     out = tmp / "numbers.json"
     cmd = [sys.executable, __file__, "--case", name, str(tmp), str(out)]
-    done = subprocess.run(cmd, env=os.environ | PORTABLE, capture_output=True, text=True)
+    env = os.environ | PORTABLE
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text(encoding="utf-8"))
 

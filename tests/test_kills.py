@@ -118,6 +118,7 @@ def test_a_kill_at_any_point_resumes_to_the_same_metrics(
     driver.write_text(DRIVER, encoding="utf-8")
     out = tmp_path / "run"
     assert _killed(out, args, driver, point) == -signal.SIGKILL, "the kill point was never reached"
+    at_kill = (out / "report.html").read_text(encoding="utf-8")  # generation 1's
     status = json.loads(_cli("status", str(out), "--json").stdout)
     assert status["generations_done"] == ([1, 2] if point == "report" else [1])
     resumed = _cli("run", "--quiet", "--out", str(out), *args)
@@ -126,5 +127,6 @@ def test_a_kill_at_any_point_resumes_to_the_same_metrics(
     assert metrics_of(out) == metrics_of(whole)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "complete"
-    assert (out / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
+    final = (out / "report.html").read_text(encoding="utf-8")
+    assert final.rstrip().endswith("</html>") and final != at_kill  # the final one, whole
     assert not list(out.rglob(".*.tmp")), "a killed writer's temporary file was left behind"

@@ -76,17 +76,33 @@ def _refused(done: subprocess.CompletedProcess[str], *phrases: str) -> None:
     assert "Traceback" not in done.stderr and all(p in done.stderr for p in phrases), done.stderr
 
 
+def _permute(path: Path) -> None:
+    tokens = np.load(path, mmap_mode="r+")
+    tokens[:] = np.random.default_rng(0).permutation(np.asarray(tokens))
+    tokens.flush()
+
+
 def test_a_changed_corpus_is_refused_on_resume(ngram_run: Path, tmp_path: Path) -> None:
     """Values of gen_002/corpus/tokens.npy permuted in place (same size): resuming used to train
     generation 3 on them with exit 0 (perplexity 18.18 against 9.02)."""
     run = _copy(ngram_run, tmp_path)
-    tokens = np.load(run / "gen_002" / "corpus" / "tokens.npy", mmap_mode="r+")
-    tokens[:] = np.random.default_rng(0).permutation(np.asarray(tokens))
-    tokens.flush()
-    del tokens
+    _permute(run / "gen_002" / "corpus" / "tokens.npy")
     more = lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
     _refused(more, "gen_002/corpus/tokens.npy does not match the checksum", "remove gen_002")
     assert not (run / "gen_003").exists()
+
+
+def test_d0_or_the_holdout_changed_in_place_is_refused(ngram_run: Path, tmp_path: Path) -> None:
+    """Their tokens permuted in place (meta.json untouched): resuming used to measure generation
+    3's perplexity on the scrambled holdout (17601.94 against 9.70), and `probe` to count a
+    scrambled D0 with exit 0."""
+    for store in ("holdout", "d0"):
+        run = _copy(ngram_run, tmp_path / store)
+        _permute(run / "data" / store / "tokens.npy")
+        more = lmc("run", "--quiet", "--out", str(run), *NGRAM, "--set", "run.generations=3")
+        _refused(more, "is not the data this run started with", f"{store}_checksum")
+        assert not (run / "gen_003").exists()
+        _refused(lmc("probe", str(run), "--context", " there"), f"{store}_checksum")
 
 
 def test_a_rebuilt_d0_from_a_changed_source_is_refused(tmp_path: Path) -> None:
@@ -102,8 +118,15 @@ def test_a_rebuilt_d0_from_a_changed_source_is_refused(tmp_path: Path) -> None:
     shutil.rmtree(run / "data")
     source.write_text("\n<|endoftext|>\n".join(generate(200, seed=1)) + "\n<|endoftext|>\n")
     more = lmc("run", "--quiet", "--out", str(run), *args, "--set", "run.generations=3")
-    _refused(more, "is not the data this run started with")
+    _refused(more, "is not the data this run started with", "restore the source")
     assert not (run / "gen_003").exists()
+    # the rebuilt data is not left behind: `sample` used to decode with its other tokenizer,
+    # and a restored source used to meet the same refusal (prepare reused the rebuilt data/)
+    assert not (run / "data").exists()
+    _refused(lmc("sample", str(run), "-g", "1", "-n", "1"), "data")
+    source.write_text("\n<|endoftext|>\n".join(generate(200, seed=0)) + "\n<|endoftext|>\n")
+    again = lmc("run", "--quiet", "--out", str(run), *args, "--set", "run.generations=3")
+    assert again.returncode == 0, again.stderr
 
 
 def test_a_damaged_model_is_named_by_sample_and_probe(neo_run: Path, tmp_path: Path) -> None:
@@ -117,6 +140,13 @@ def test_a_damaged_model_is_named_by_sample_and_probe(neo_run: Path, tmp_path: P
     where = "gen_001/model does not match the SHA-256"
     _refused(lmc("sample", str(run), "-g", "1", "-n", "1"), where)
     _refused(lmc("probe", str(run), "--context", " there", "--next", " was"), where)
+    # with no checksum recorded (a run from before 0.3), the loader's own error names the file
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["generations"]["1"]["model_sha256"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    weights.write_bytes(b"\xff" * 64)  # a header that is not one
+    _refused(lmc("sample", str(run), "-g", "1", "-n", "1"), "gen_001/model")
+    _refused(lmc("probe", str(run), "--context", " there", "--next", " was"), "gen_001/model")
 
 
 def test_a_hand_edited_config_is_refused_where_it_is_read(ngram_run: Path, tmp_path: Path) -> None:
@@ -163,6 +193,11 @@ def test_a_report_never_overwrites_a_runs_own_files(ngram_run: Path, tmp_path: P
     assert (run / "manifest.json").read_text() == manifest
     done = lmc("report", str(run), "--out", str(run / "report.html"))  # its own place
     assert done.returncode == 0, done.stderr
+    other = _copy(ngram_run, tmp_path / "other")  # but not another run's report in its place
+    before = (run / "report.html").read_text()
+    _refused(lmc("report", str(other), "--out", str(run / "report.html")), "is inside the run")
+    _refused(lmc("report", str(run), str(other), "--out", str(run / "report.html")), "inside")
+    assert (run / "report.html").read_text() == before
     assert lmc("report", str(run), "--out", str(tmp_path / "r.html")).returncode == 0
 
 

@@ -52,7 +52,7 @@ def check_writable(path: str | Path) -> None:
     if not folder.is_dir():
         raise InvalidInput(f"{folder} is not a directory: choose another output path")
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lmcollapse-write-check-")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lmcollapse-write-check-", suffix=".tmp")
     except OSError as exc:
         raise InvalidInput(
             f"cannot write to {folder} ({exc.strerror}): choose another output path, or make "

@@ -22,6 +22,7 @@ from lmcollapse.data.tokenizer import decode_story, single_token
 from lmcollapse.errors import InvalidInput
 from lmcollapse.rundir import (
     RunLayout,
+    check_d0,
     collapse_summary,
     completed,
     read_manifest,
@@ -46,7 +47,7 @@ def probe_run(
         raise InvalidInput(f"--top must be >= 0, got {top}")
     layout = RunLayout(Path(run_dir))
     manifest = read_manifest(layout)
-    corpus = open_prepared(layout.data)
+    corpus = _data(layout, manifest)
     tok = corpus.tokenizer
     ids = {v: single_token(tok, v, "next token") for v in next_texts}  # before counting D0
     truth = corpus_truth(corpus.d0, tok, context)
@@ -114,7 +115,7 @@ def sample_run(
     if not 0 <= seed < 2**63:
         raise InvalidInput(f"--seed must be in [0, 2^63), got {seed}")
     cfg = run_config(run_dir)
-    tok = open_prepared(layout.data).tokenizer
+    tok = _data(layout, manifest).tokenizer
     model = _model(layout, manifest, generation)
     length = cfg.sampling.length if length is None else length
     need = num * (2 * model.shape.vocab_size * 4 + (length + 1) * 8)  # the sampler's buffers
@@ -170,9 +171,9 @@ def status_lines(s: dict[str, Any]) -> list[str]:
     for n in done:
         sec = s["seconds"].get(str(n)) or {}
         timing = ", ".join(f"{k} {v:.2f}s" if v < 10 else f"{k} {v:.0f}s" for k, v in sec.items())
-        lines.append(
-            f"  generation {n:3d}: perplexity {s['perplexity'].get(str(n)):.3f} ({timing})"
-        )
+        ppl = s["perplexity"].get(str(n))
+        shown = f"{ppl:.3f}" if isinstance(ppl, (int, float)) else "none"
+        lines.append(f"  generation {n:3d}: perplexity {shown} ({timing})")
     if s["report"]:
         lines.append(f"report: {s['report']}")
     return lines
@@ -223,6 +224,13 @@ __all__ = [
     "status_lines",
     "sweep_summary_lines",
 ]
+
+
+def _data(layout: RunLayout, manifest: dict[str, Any]) -> Any:
+    """The run's prepared data, after checking it is the data the run started with."""
+    corpus = open_prepared(layout.data)
+    check_d0(dict(manifest), corpus)
+    return corpus
 
 
 def _model(layout: RunLayout, manifest: dict[str, Any], n: int) -> Any:

@@ -232,8 +232,14 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
+    rebuilt = not p.is_prepared(layout.data)
     ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say, check=tokenizer_check(cfg))
-    check_d0(ctx.manifest, corpus)
+    try:
+        check_d0(ctx.manifest, corpus, fresh=rebuilt)
+    except InvalidInput:
+        if rebuilt:  # made from a changed source: not left behind to be reused by the rerun
+            shutil.rmtree(layout.data)
+        raise
     tok = corpus.tokenizer
     ctx.evaluation = (
         corpus.holdout
@@ -244,7 +250,8 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     corpus_target(cfg, ctx.paradigm.scale, corpus.d0)  # a reachable S_n, before any training
     if not layout.config.is_file() or config_is_partial(layout):
         write_config(layout, ctx.manifest, cfg)
-    ctx.manifest["status"] = "running"
+    if len(completed(ctx.manifest, layout)) < cfg.run.generations:  # a finished run stays so
+        ctx.manifest["status"] = "running"
     ctx.manifest["generations_planned"] = cfg.run.generations
     atomic_write_json(layout.manifest, ctx.manifest, indent=None)
 

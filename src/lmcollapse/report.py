@@ -20,7 +20,7 @@ from typing import Any
 from lmcollapse.artifacts import atomic_write_text
 from lmcollapse.errors import InvalidInput
 from lmcollapse.results import GenerationMetrics
-from lmcollapse.rundir import RunLayout, load_metrics, read_manifest, run_containing
+from lmcollapse.rundir import RunLayout, load_metrics, read_config, read_manifest, run_containing
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
@@ -79,7 +79,10 @@ def _load(run_dir: Path) -> dict[str, Any]:
         samples[m["generation"]] = (
             f.read_text(encoding="utf-8", errors="replace") if f.is_file() else ""
         )
-    config = layout.config.read_text(encoding="utf-8") if layout.config.is_file() else ""
+    config = ""
+    if layout.config.is_file():  # shown as the run's: only if it is the one the run wrote
+        read_config(layout, manifest)
+        config = layout.config.read_text(encoding="utf-8")
     return {
         "dir": run_dir,
         "label": run_dir.name,
@@ -275,10 +278,14 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):  # before minutes of work
         raise InvalidInput(f"cannot write {out}: {parent} is not writable; choose another --out")
     inside = run_containing(Path(out))
-    if inside is not None and Path(os.path.abspath(out)) != RunLayout(inside).report.absolute():
+    own = [Path(os.path.abspath(d)) for d in run_dirs] == [Path(os.path.abspath(inside or "."))]
+    if inside is not None and not (
+        own and Path(os.path.abspath(out)) == RunLayout(inside).report.absolute()
+    ):
         raise InvalidInput(
             f"{out} is inside the run {inside}, whose files only `lmcollapse run` writes: write "
-            f"the report outside it, or to {RunLayout(inside).report}"
+            f"the report outside it (only the run's own report may go to "
+            f"{RunLayout(inside).report})"
         )
     runs = [_load(Path(d)) for d in run_dirs]
     labels = [r["label"] for r in runs]

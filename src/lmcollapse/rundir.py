@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -247,10 +248,11 @@ def start_or_resume(
             raise InvalidInput(
                 f"{root} is being written by pid {holder}: wait for it or use another --out"
             )
-        raise InvalidInput(
-            f"{root} is not empty and not an lmcollapse run (no manifest.json): "
-            "choose another --out"
-        )
+        if not _started_only(layout):
+            raise InvalidInput(
+                f"{root} is not empty and not an lmcollapse run (no manifest.json): "
+                "choose another --out"
+            )
     from lmcollapse.runtime import describe_hardware
 
     return {
@@ -276,6 +278,18 @@ def config_is_partial(layout: RunLayout) -> bool:
     text = layout.config.read_text(encoding="utf-8")
     full = to_plain(from_yaml(ExperimentConfig, text, str(layout.config)))
     return bool(differences(full, yaml.safe_load(text)))
+
+
+def _started_only(layout: RunLayout) -> bool:
+    """Does the directory hold only what a run writes before its manifest (its lock, its log,
+    its config, temporary files), left by a kill in that moment? It starts again as new."""
+    own = {layout.lock.name, layout.log.name, layout.config.name}
+    return all(
+        (e.name in own or (e.name.startswith(".") and e.name.endswith(".tmp")))
+        and e.is_file()
+        and not e.is_symlink()
+        for e in layout.root.iterdir()
+    )
 
 
 def missing_dirs(root: Path) -> list[Path]:
@@ -321,7 +335,7 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
             (
                 f"its generation {k!r} is not a record of a generation"
                 for k, v in gens.items()
-                if not (k.isdecimal() and int(k) > 0 and isinstance(v, dict))
+                if not (re.fullmatch(r"[1-9][0-9]*", k) and isinstance(v, dict))
             ),
             None,
         )
@@ -402,18 +416,23 @@ class Corpora:
         self.trusted.add(n)
 
 
-def check_d0(manifest: dict[str, Any], corpus: Any) -> None:
-    """Record D0's checksum and the tokenizer's fingerprint in a new run's manifest, or check
-    that a resumed run's prepared data is the D0 it started with (data/ rebuilt from a changed
-    source would silently change every later number)."""
-    made = {"d0_checksum": corpus.d0.meta["checksum"], "tokenizer": corpus.tokenizer.fingerprint()}
+def check_d0(manifest: dict[str, Any], corpus: Any, *, fresh: bool = False) -> None:
+    """Record D0's and the holdout's checksums and the tokenizer's fingerprint in a new run's
+    manifest, or check that a run's prepared data is the data it started with: data/ rebuilt
+    from a changed source, or a tokens.npy changed in place, would silently change every later
+    number. A store read back from disk has its checksum recomputed from its tokens (one pass);
+    one just built (`fresh`) is compared by the checksum it was written with."""
+    stores = {"d0_checksum": corpus.d0, "holdout_checksum": corpus.holdout}
+    made = {k: s.meta["checksum"] if fresh else s.checksum() for k, s in stores.items()}
+    made["tokenizer"] = corpus.tokenizer.fingerprint()
     for key, value in made.items():
-        recorded = manifest.setdefault(key, value)
-        if recorded != value:
+        recorded = manifest.setdefault(key, value)  # a run from before a key was recorded
+        meta = stores[key].meta["checksum"] if key in stores else value
+        if recorded != value or meta != value:
             raise InvalidInput(
                 f"{corpus.path} is not the data this run started with ({key} {value}, recorded "
-                f"{recorded}): restore the source it was prepared from, or start a new run with "
-                "another --out"
+                f"{recorded}): remove {corpus.path} and restore the source it was prepared from, "
+                "then rerun; or start a new run with another --out"
             )
 
 
@@ -494,12 +513,24 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "generations_done": done,
         "generations_planned": planned,
         "epochs": manifest.get("epochs"),
-        "seconds": {str(n): manifest["generations"][str(n)].get("seconds") for n in done},
+        "seconds": {str(n): _timings(manifest["generations"][str(n)]) for n in done},
         "perplexity": {str(m["generation"]): m.get("perplexity") for m in metrics},
         "latest": None
         if latest is None
         else {"generation": latest["generation"], "perplexity": latest.get("perplexity")},
         "report": str(layout.report) if layout.report.is_file() else None,
+    }
+
+
+def _timings(entry: dict[str, Any]) -> dict[str, float]:
+    """A generation's seconds per stage, as far as the manifest holds numbers."""
+    sec = entry.get("seconds")
+    if not isinstance(sec, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in sec.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
 
 

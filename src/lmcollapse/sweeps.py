@@ -3,18 +3,22 @@
 Bad input in any value is found before the first generation of any: every value is checked
 first without writing (lmcollapse.checks.preflight: the config, its run directory, the model),
 then every value is set up (its data prepared, its probes and model checked against the
-tokenizer), and only then do the runs start, one after another. A value that fails its set-up
-leaves nothing of its own; the values set up before it stay, ready to continue.
+tokenizer), and only then do the runs start, one after another. Bad input anywhere removes
+what this call started and nothing finished in (as a refused `run` does), so the corrected
+rerun starts clean; runs with a finished generation stay, to be continued.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lmcollapse.checks import preflight
 from lmcollapse.config import ExperimentConfig
 from lmcollapse.errors import InvalidInput
 from lmcollapse.pipeline import run
+from lmcollapse.rundir import RunLayout, completed, forget_new_run, missing_dirs, read_manifest
 from lmcollapse.runtime import say
 
 
@@ -33,22 +37,35 @@ def sweep(
     if root.exists() and not root.is_dir():
         raise InvalidInput(f"sweep directory {root} exists and is not a directory: choose another")
     for label, cfg in configs.items():
-        try:
-            preflight(cfg, root / label, preset)
-        except InvalidInput as exc:
-            raise InvalidInput(f"sweep value {label}: {exc}") from None
-    for label, cfg in configs.items():
-        say(f"sweep: setting up {label}", progress)
-        try:
-            run(cfg, root / label, preset=preset, progress=progress, set_up_only=True)
-        except InvalidInput as exc:
-            raise InvalidInput(f"sweep value {label}: {exc}") from None
-    dirs = []
-    for label, cfg in configs.items():
-        say(f"sweep: {label}", progress)
-        dirs.append(run(cfg, root / label, preset=preset, progress=progress))
+        _value(label, preflight, cfg, root / label, preset)
+    made = {label: missing_dirs(root / label) for label in configs}
+    new = [label for label in configs if not RunLayout(root / label).manifest.is_file()]
+    try:
+        for label, cfg in configs.items():
+            say(f"sweep: setting up {label}", progress)
+            _value(
+                label, run, cfg, root / label, preset=preset, progress=progress, set_up_only=True
+            )
+        dirs = []
+        for label, cfg in configs.items():
+            say(f"sweep: {label}", progress)
+            dirs.append(_value(label, run, cfg, root / label, preset=preset, progress=progress))
+    except InvalidInput:  # what this call started and nothing finished in goes again, as in `run`
+        for label in new:
+            layout = RunLayout(root / label)
+            if layout.manifest.is_file() and not completed(read_manifest(layout), layout):
+                forget_new_run(root / label, made[label])
+        raise
     report = write_report(dirs, root / "report.html", figures_dir=root / "figures")
     return dirs, report
+
+
+def _value(label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) for one sweep value; its errors name the value."""
+    try:
+        return fn(*args, **kwargs)
+    except InvalidInput as exc:
+        raise InvalidInput(f"sweep value {label}: {exc}") from None
 
 
 __all__ = ["sweep"]
