@@ -4,13 +4,12 @@ Bad input should cost seconds, not an hour of data preparation or a finished fir
 
 - `preflight` runs every check that needs neither the prepared data nor a write: the config, the
   run directory against it (a conflicting earlier run), that the target can be written, the
-  model family's own limits (an `hf_config` that loads), and, where the run's data is prepared
-  already, the probes and the model's sizes against its tokenizer. `sweep` runs it for every
-  value before the first run starts (a pretrained tokenizer is fetched only after the data
-  source is known to be there: its errors say more).
+  model family's own limits (an `hf_config` that loads). `sweep` runs it for every value
+  before the first run starts.
 - `tokenizer_check` is what needs the tokenizer: data preparation calls it as soon as the
   tokenizer exists (before a pretrained one is copied; after a trained one is trained, before
-  the long encoding of D0).
+  the long encoding of D0; when a prepared corpus is reused). A pretrained tokenizer is fetched
+  only after the data source is known to be there: its errors say more.
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ def preflight(
     """Every check of a run into `out` that needs neither its data nor a write (see above);
     returns the manifest to run with (rundir.start_or_resume)."""
     from lmcollapse.config import validate
-    from lmcollapse.data.prepare import is_prepared, open_prepared
     from lmcollapse.models import family_of
     from lmcollapse.rundir import RunLayout, start_or_resume
 
@@ -76,11 +74,10 @@ def preflight(
     layout = RunLayout(Path(out))
     manifest = start_or_resume(cfg, layout, preset, resume)
     check_writable(layout.root)
-    if is_prepared(layout.data):
-        tokenizer_check(cfg)(open_prepared(layout.data).tokenizer)
-    else:  # checked against the tokenizer by data preparation, as soon as there is one
-        vocab = cfg.model.vocab_size or cfg.data.tokenizer_vocab_size
-        problems = family_of(cfg.model.family).check(cfg.model, vocab)
-        if problems:
-            raise InvalidInput("; ".join(problems))
+    # the tokenizer's own checks come in data preparation (tokenizer_check), as soon as there
+    # is one; here the asked vocabulary stands in for it
+    vocab = cfg.model.vocab_size or cfg.data.tokenizer_vocab_size
+    problems = family_of(cfg.model.family).check(cfg.model, vocab)
+    if problems:
+        raise InvalidInput("; ".join(problems))
     return manifest

@@ -278,9 +278,9 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):  # before minutes of work
         raise InvalidInput(f"cannot write {out}: {parent} is not writable; choose another --out")
     inside = run_containing(Path(out))
-    own = [Path(os.path.abspath(d)) for d in run_dirs] == [Path(os.path.abspath(inside or "."))]
-    if inside is not None and not (
-        own and Path(os.path.abspath(out)) == RunLayout(inside).report.absolute()
+    if inside is not None and not (  # only a run's own report goes inside it
+        [Path(os.path.abspath(d)) for d in run_dirs] == [inside.absolute()]
+        and Path(os.path.abspath(out)) == RunLayout(inside).report.absolute()
     ):
         raise InvalidInput(
             f"{out} is inside the run {inside}, whose files only `lmcollapse run` writes: write "

@@ -327,18 +327,10 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
             f"{layout.manifest} is damaged ({exc.__class__.__name__}): restore it from a copy, or "
             "start the run again with another --out"
         ) from None
-    gens = manifest.get("generations", {}) if isinstance(manifest, dict) else {}
     bad = (
-        "its generations are not a mapping"
-        if not isinstance(gens, dict)
-        else next(
-            (
-                f"its generation {k!r} is not a record of a generation"
-                for k, v in gens.items()
-                if not (re.fullmatch(r"[1-9][0-9]*", k) and isinstance(v, dict))
-            ),
-            None,
-        )
+        _generations_problem(manifest.get("generations", {}))
+        if isinstance(manifest, dict)
+        else None
     )
     if bad:
         raise InvalidInput(
@@ -348,6 +340,16 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise InvalidInput(f"{root} is not an lmcollapse run (its manifest.json is someone else's)")
     return manifest
+
+
+def _generations_problem(gens: Any) -> str | None:
+    """What is wrong with a manifest's record of generations, if anything."""
+    if not isinstance(gens, dict):
+        return "its generations are not a mapping"
+    for key, entry in gens.items():
+        if not (re.fullmatch(r"[1-9][0-9]*", key) and isinstance(entry, dict)):
+            return f"its generation {key!r} is not a record of a generation"
+    return None
 
 
 def _versions() -> dict[str, str]:
@@ -423,12 +425,14 @@ def check_d0(manifest: dict[str, Any], corpus: Any, *, fresh: bool = False) -> N
     number. A store read back from disk has its checksum recomputed from its tokens (one pass);
     one just built (`fresh`) is compared by the checksum it was written with."""
     stores = {"d0_checksum": corpus.d0, "holdout_checksum": corpus.holdout}
-    made = {k: s.meta["checksum"] if fresh else s.checksum() for k, s in stores.items()}
-    made["tokenizer"] = corpus.tokenizer.fingerprint()
-    for key, value in made.items():
+    made = {
+        k: (s.meta["checksum"], s.meta["checksum"] if fresh else s.checksum())
+        for k, s in stores.items()
+    }
+    made["tokenizer"] = (corpus.tokenizer.fingerprint(),) * 2
+    for key, (written, value) in made.items():
         recorded = manifest.setdefault(key, value)  # a run from before a key was recorded
-        meta = stores[key].meta["checksum"] if key in stores else value
-        if recorded != value or meta != value:
+        if not recorded == written == value:
             raise InvalidInput(
                 f"{corpus.path} is not the data this run started with ({key} {value}, recorded "
                 f"{recorded}): remove {corpus.path} and restore the source it was prepared from, "

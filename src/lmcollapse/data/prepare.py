@@ -93,6 +93,7 @@ def prepare(
     a pretrained one before anything is written, a trained one before D0 is encoded."""
     out = Path(out_dir)
     say = log or (lambda _msg: None)
+    check = check or (lambda _tok: None)
     wanted = to_plain(data)
     if is_prepared(out):
         diff = differences(_read_json(out / "corpus.json").get("data"), wanted)
@@ -103,8 +104,7 @@ def prepare(
             )
         say(f"reusing the prepared corpus in {out}")
         corpus = open_prepared(out)
-        if check is not None:
-            check(corpus.tokenizer)
+        check(corpus.tokenizer)
         return corpus
     _refuse_foreign(out_dir)
     timings: dict[str, float] = {}
@@ -115,7 +115,7 @@ def prepare(
     pretrained = (
         None if data.tokenizer == "train" else load_tokenizer(data.tokenizer)
     )  # fetched to the cache
-    if pretrained is not None and check is not None:
+    if pretrained is not None:
         check(pretrained)
     timings["count_s"] = time.perf_counter() - t0
 
@@ -127,7 +127,7 @@ def prepare(
 
     t0 = time.perf_counter()
     tok = _tokenizer(data, spec, is_held, pretrained, out / "tokenizer", say)
-    if check is not None and pretrained is None:
+    if pretrained is None:
         check(tok)
     timings["tokenizer_s"] = time.perf_counter() - t0
     provenance = {"data": wanted, "tokenizer": tok.fingerprint()}
