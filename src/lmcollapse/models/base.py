@@ -61,6 +61,18 @@ class SamplingParams:
 PAPER_SAMPLING = SamplingParams()  # pure sampling: temperature 1, no top-k, no top-p
 
 
+@dataclass
+class TokenScores:
+    """What one teacher-forced pass says of every token of a batch of stories (in the order
+    given): log p̂(x_i | x_<i), each story read from the end-of-text start token, and the
+    `top_k` most likely tokens at every position (ids and probabilities, best first; ties by
+    id), which curation (ToEdit) draws replacements from."""
+
+    logp: np.ndarray  # (T,) float64
+    top_ids: np.ndarray  # (T, k) int64
+    top_probs: np.ndarray  # (T, k) float64
+
+
 class Shape(Protocol):
     """What the engine needs to know of any model's architecture."""
 
@@ -109,6 +121,14 @@ class LanguageModel(Protocol):
         first_token: bool = True,
     ) -> PerplexityResult:
         """Held-out perplexity of a token store's stories (Appendix C.3)."""
+        ...
+
+    def score_tokens(
+        self, tokens: np.ndarray, lens: np.ndarray, *, eos_id: int, context: int, top_k: int = 0
+    ) -> TokenScores:
+        """One teacher-forced pass over stories given as concatenated tokens and lengths: every
+        token's log-probability given at most `context` earlier tokens of its story (and the
+        start token), and its position's top_k candidates (curation's one extra pass)."""
         ...
 
     def save(self, path: str | Path) -> Path:

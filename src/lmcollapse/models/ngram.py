@@ -303,6 +303,41 @@ class NGramModel:
         toks = np.asarray(tokens, dtype=np.int64)
         return np.log(self.prob(self.history_keys(toks, lens), toks))
 
+    def score_tokens(
+        self,
+        tokens: NDArray[Any],
+        lens: NDArray[np.int64],
+        *,
+        eos_id: int,
+        context: int = 1,
+        top_k: int = 0,
+    ) -> Any:
+        """log p̂ of every token from its story's start (n - 1 tokens of history are all the
+        model reads: `context` changes nothing), and the top_k tokens of each history's
+        distribution, computed once per distinct history, V probabilities at a time."""
+        from lmcollapse.models.base import TokenScores
+
+        if eos_id != self.eos_id:
+            raise InvalidInput(f"end-of-text id {eos_id} is not the model's {self.eos_id}")
+        toks, lens = np.asarray(tokens, dtype=np.int64), np.asarray(lens, dtype=np.int64)
+        if toks.size and (toks.min() < 0 or toks.max() >= self.vocab_size):
+            raise InvalidInput(f"token ids outside the model's vocabulary [0, {self.vocab_size})")
+        hkeys = self.history_keys(toks, lens)
+        logp = np.log(self.prob(hkeys, toks))
+        V, k = self.vocab_size, min(top_k, self.vocab_size)
+        ids, probs = np.zeros((toks.size, k), dtype=np.int64), np.zeros((toks.size, k))
+        if k and toks.size:
+            hists, inverse = np.unique(hkeys, return_inverse=True)
+            top_i, top_p = np.zeros((hists.size, k), np.int64), np.zeros((hists.size, k))
+            step = max(1, (1 << 22) // V)
+            v = np.arange(V, dtype=np.int64)
+            for lo in range(0, hists.size, step):
+                part = hists[lo : lo + step]
+                p = self.prob(np.repeat(part, V), np.tile(v, part.size)).reshape(part.size, V)
+                top_i[lo : lo + step], top_p[lo : lo + step] = _top_k(p, k)
+            ids, probs = top_i[inverse.ravel()], top_p[inverse.ravel()]
+        return TokenScores(logp, ids, probs)
+
     def perplexity(
         self,
         store: Any,
@@ -547,6 +582,20 @@ class NGramModel:
 
 # ----------------------------------------------------------------------------------------------
 # Expected counts (the paper's footnote 3: sampling error ignored).
+
+
+def _top_k(p: NDArray[np.float64], k: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The k largest entries of every row, best first, ties by the smaller id: O(V) per row (a
+    partition, not a sort — smoothing makes thousands of unseen tokens tie)."""
+    rows, V = p.shape
+    kth = np.partition(p, V - k, axis=1)[:, V - k : V - k + 1]  # every row's k-th largest
+    above, tie = p > kth, p == kth
+    need = k - above.sum(axis=1, keepdims=True)  # ties taken, lowest ids first (>= 1)
+    take = above | (tie & (np.cumsum(tie, axis=1) <= need))
+    ids = np.nonzero(take)[1].reshape(rows, k)  # k per row, in id order
+    vals = np.take_along_axis(p, ids, axis=1)
+    order = np.lexsort((ids, -vals), axis=1)
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lmcollapse.errors import InvalidInput, RunFailed
-from lmcollapse.models.base import Family, FitJob, LanguageModel, SamplingParams
+from lmcollapse.models.base import Family, FitJob, LanguageModel, SamplingParams, TokenScores
 from lmcollapse.results import PerplexityResult
 
 if TYPE_CHECKING:
@@ -273,6 +273,58 @@ class TorchLM(nn.Module):
                 k += len(batch)
         loss = total / count
         return PerplexityResult(loss, math.exp(loss), count, n)
+
+    def score_tokens(
+        self,
+        tokens: np.ndarray,
+        lens: np.ndarray,
+        *,
+        eos_id: int,
+        context: int,
+        top_k: int = 0,
+        batch_tokens: int | None = None,
+    ) -> TokenScores:
+        """Every token scored once, as `perplexity` scores it (a story longer than `context` in
+        windows advancing by context/2); windows packed to a budget of about 256 MB of logits."""
+        toks, lens = np.asarray(tokens, dtype=np.int64), np.asarray(lens, dtype=np.int64)
+        V, eos = self.shape.vocab_size, eos_id
+        if not 1 <= context <= self.shape.max_positions:
+            raise InvalidInput(
+                f"scoring context must be in [1, {self.shape.max_positions}], got {context}"
+            )
+        if toks.size and (toks.min() < 0 or toks.max() >= V):
+            raise InvalidInput(f"token ids outside the model's vocabulary [0, {V})")
+        k = min(top_k, V)
+        logp = np.zeros(toks.size)
+        ids, probs = np.zeros((toks.size, k), dtype=np.int64), np.zeros((toks.size, k))
+        starts = np.cumsum(lens) - lens
+        stride = max(1, context // 2)
+        jobs = [(i, *w) for i in range(lens.size) for w in _windows(int(lens[i]), context, stride)]
+        jobs.sort(key=lambda j: j[2] - j[1], reverse=True)
+        budget = batch_tokens or max(context, (1 << 26) // V)
+        done = 0
+        with self._evaluating():
+            while done < len(jobs):
+                width = jobs[done][2] - jobs[done][1]
+                batch = jobs[done : done + max(1, budget // max(width, 1))]
+                done += len(batch)
+                x = np.full((len(batch), width), eos, dtype=np.int64)
+                rows, cols, where = [], [], []
+                for r, (i, start, end, scored) in enumerate(batch):
+                    seq = np.concatenate([[eos], toks[starts[i] : starts[i] + lens[i]]])
+                    x[r, : end - start] = seq[start:end]
+                    rows.append(np.full(end - scored, r))
+                    cols.append(np.arange(scored, end) - start)
+                    where.append(starts[i] + np.arange(scored, end))
+                r_, c_, g = (torch.from_numpy(np.concatenate(a)) for a in (rows, cols, where))
+                logits = self(torch.from_numpy(x).to(self.device))[r_, c_].float()
+                lp = torch.log_softmax(logits, dim=-1).double().cpu()
+                gi = g.numpy()
+                logp[gi] = lp.gather(1, torch.from_numpy(toks[gi])[:, None])[:, 0].numpy()
+                if k:
+                    top = torch.topk(lp, k, dim=-1)  # CPU topk: ties resolved the same each run
+                    ids[gi], probs[gi] = top.indices.numpy(), top.values.exp().numpy()
+        return TokenScores(logp, ids, probs)
 
     def _window_batch(
         self, store: TokenStore, batch: list[tuple[int, int, int, int]], width: int, first: bool
