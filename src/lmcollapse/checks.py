@@ -28,6 +28,7 @@ def tokenizer_check(cfg: ExperimentConfig) -> Callable[[Any], None]:
     """A check of cfg's probes and model against a tokenizer (a data.tokenizer.Tok)."""
 
     def check(tok: Any) -> None:
+        from lmcollapse.curation.stage import check_reference
         from lmcollapse.data.tokenizer import single_token
         from lmcollapse.models import check_model
 
@@ -39,6 +40,7 @@ def tokenizer_check(cfg: ExperimentConfig) -> Callable[[Any], None]:
             for v in p.next:
                 single_token(tok, v, f"evaluation.probes[{i}] token")
         check_model(cfg.model, tok.vocab_size, tok.eos_id)
+        check_reference(cfg, tok.vocab_size)
 
     return check
 

@@ -7,9 +7,10 @@ perplexity, probes against the corpus truth with Remark B.1's α*), generates it
 and the next trains on its paradigm's composition of D0 and the S_j. Generation 0 is the
 reference row: D0 itself (the truth of every probe, D0's corpus statistics).
 
-A generation is a sequence of named stages (`STAGES`): compose → fit → sample → evaluate →
-record, each a function of the run's context and the generation's state. A new stage (say, a
-curation of the sampled corpus) is one more function in that tuple.
+A generation is a sequence of named stages (`STAGES`): compose → fit → sample → curate →
+evaluate → record, each a function of the run's context and the generation's state; a new stage
+is one more function in that tuple. curate (lmcollapse.curation) does nothing unless
+curation.name asks for it.
 
 Resume and safety: the run directory (lmcollapse.rundir) records the resolved config and a
 manifest; a generation counts as done only once its metrics are written and the manifest says
@@ -86,6 +87,7 @@ class _Context:
     outputs_at: float = -math.inf  # time.monotonic() of the last metrics.csv/figures/report
     outputs_cost: float = 0.0  # seconds the last write took
     corpora: Any = None  # rundir.Corpora: the S_j, checked against the manifest when first read
+    curation_cache: dict[str, Any] = field(default_factory=dict)  # the prior model, D0's scores
 
     @property
     def main(self) -> bool:
@@ -116,6 +118,7 @@ class Generation:
     model: Any = None  # models.base.LanguageModel
     trained: TrainResult | None = None
     sampled: SampleResult | None = None
+    curated: Any = None  # results.CurationResult (main process, when curating)
     metrics: GenerationMetrics | None = None
 
 
@@ -297,7 +300,7 @@ def _reference_row(ctx: _Context) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# A generation: compose → fit → sample → evaluate → record
+# A generation: compose → fit → sample → curate → evaluate → record
 
 
 def _generation(ctx: _Context, n: int) -> None:
@@ -372,27 +375,64 @@ def fit(ctx: _Context, g: Generation) -> None:
 
 
 def sample(ctx: _Context, g: Generation) -> None:
-    """Generate S_n: k·|D0| per generation in the paradigm's unit (or sampling.num_sequences)."""
-    from lmcollapse.sample import SamplingParams, corpus_target, generate_corpus, sampling_context
+    """Generate S_n: k·|D0| per generation in the paradigm's unit (or sampling.num_sequences);
+    under curation, the first pool the curate stage chooses S_n from."""
+    from lmcollapse.curation.stage import curating, first_pool, pool_path
+    from lmcollapse.sample import corpus_target
+
+    target = corpus_target(ctx.cfg, ctx.paradigm.scale, ctx.corpus.d0)
+    if curating(ctx.cfg):
+        pool = first_pool(ctx.cfg, target)
+        work = ctx.layout.generation(g.n) / "curation"
+        g.sampled = None if pool is None else _draw(ctx, g, pool_path(work, 0), pool)
+    else:
+        g.sampled = _draw(ctx, g, ctx.layout.corpus(g.n), target)
+        ctx.corpora.trust(g.n)  # made here: read without re-checking
+    ctx.state.wait_for_everyone()
+
+
+def _draw(ctx: _Context, g: Generation, out: Path, target: dict[str, int], r: int = 0) -> Any:
+    """Sample generation n's model into a token store at `out` (round r > 0: a curation pool
+    from its own seed)."""
+    from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
 
     cfg, s = ctx.cfg, ctx.cfg.sampling
-    g.sampled = generate_corpus(
+    return generate_corpus(
         g.model,
-        ctx.layout.corpus(g.n),
-        **corpus_target(cfg, ctx.paradigm.scale, ctx.corpus.d0),
+        out,
+        **target,
         length=s.length,
         batch_size=s.batch_size,
         context=sampling_context(cfg, g.model),
         eos_id=ctx.corpus.tokenizer.eos_id,
         vocab_size=g.model.shape.vocab_size,
-        seed=seed_for(cfg.run.seed, g.n, "sample"),
+        seed=seed_for(cfg.run.seed, g.n, "sample" if r == 0 else f"sample-{r}"),
         mode=s.mode,
         params=SamplingParams.of(s),
         provenance={"generation": g.n},
         progress=ctx.progress,
     )
-    ctx.corpora.trust(g.n)  # made here: read without re-checking
+
+
+def curate(ctx: _Context, g: Generation) -> None:
+    """S_n curated (cfg.curation) from the sampled pool(s): nothing to do for `none`."""
+    from lmcollapse.curation.stage import CurationJob, curate, curating
+    from lmcollapse.rundir import verified_model
+    from lmcollapse.sample import corpus_target
+
+    if not curating(ctx.cfg):
+        return
+    t0 = time.perf_counter()
+    cfg, n, work = ctx.cfg, g.n, ctx.layout.generation(g.n) / "curation"
+    target = corpus_target(cfg, ctx.paradigm.scale, ctx.corpus.d0)
+    first = functools.partial(verified_model, ctx.layout, ctx.manifest, 1)
+    job = CurationJob(cfg, n, ctx.layout.corpus(n), work, target, functools.partial(_draw, ctx, g))
+    job.fill(g.sampled, g.model, first, ctx.corpus.d0, ctx.main, ctx.curation_cache)
+    job.training, job.seed = g.data, seed_for(cfg.run.seed, n, "curation")
+    g.curated, g.sampled = curate(job)
+    ctx.corpora.trust(n)
     ctx.state.wait_for_everyone()
+    g.entry["seconds"]["curate"] = time.perf_counter() - t0  # its extra pools' sampling too
 
 
 def evaluate(ctx: _Context, g: Generation) -> None:
@@ -439,8 +479,8 @@ def record(ctx: _Context, g: Generation) -> None:
     if not ctx.main:
         return
     m, layout, n = g.metrics, ctx.layout, g.n
-    assert m is not None and g.trained is not None and g.sampled is not None
-    m.train, m.sample = g.trained, g.sampled
+    assert m is not None and g.trained is not None  # g.sampled: None when nothing was sampled
+    m.train, m.sample, m.curation = g.trained, g.sampled, g.curated
     m.composition, m.seconds = g.composition.to_dict(), g.entry["seconds"]
     if g.trained.trained_on is not None:  # the family fitted on something else (expected counts)
         m.train_tokens, m.train_stories = g.trained.tokens, None
@@ -462,7 +502,7 @@ def record(ctx: _Context, g: Generation) -> None:
 
 
 Stage = Callable[[_Context, Generation], None]
-STAGES: tuple[Stage, ...] = (compose, fit, sample, evaluate, record)
+STAGES: tuple[Stage, ...] = (compose, fit, sample, curate, evaluate, record)
 TIMED: dict[Stage, str] = {fit: "train", sample: "sample", evaluate: "evaluate"}
 
 

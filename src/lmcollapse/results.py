@@ -186,6 +186,41 @@ class SampleResult(_Plain):
 
 
 @dataclass
+class CurationResult(_Plain):
+    """What the curation stage did to generation n's corpus (metrics.json's `curation`): how
+    much was sampled and scored, how much the strategy accepted and S_n kept, and its cost."""
+
+    strategy: str
+    rounds: int  # sampled pools
+    sampled_stories: int
+    sampled_tokens: int
+    kept_stories: int  # in S_n
+    kept_tokens: int
+    kept_share: float  # of the sampled stories, the share S_n holds
+    acceptance_rate: float | None = field(default=None, metadata=OMIT_NONE)  # accepted / scored
+    score: str | None = field(default=None, metadata=OMIT_NONE)
+    pool_score_mean: float | None = field(default=None, metadata=OMIT_NONE)
+    kept_score_mean: float | None = field(default=None, metadata=OMIT_NONE)
+    edited_share: float | None = field(default=None, metadata=OMIT_NONE)  # resampled tokens
+    changed_share: float | None = field(default=None, metadata=OMIT_NONE)  # drawn differently
+    deleted_share: float | None = field(default=None, metadata=OMIT_NONE)
+    detector_auc: float | None = field(default=None, metadata=OMIT_NONE)  # held-out
+    repeated_share: float | None = field(default=None, metadata=OMIT_NONE)  # drawn again
+    seconds: float = 0.0  # scoring, choosing and writing (the pools' sampling is `sample`'s)
+
+    def columns(self) -> dict[str, Any]:
+        """metrics.csv's curation_* columns (the numbers; the strategy is the config's)."""
+        return {
+            f"curation_{k}": v for k, v in to_plain(self).items() if k not in ("strategy", "score")
+        }
+
+    @classmethod
+    def from_plain(cls, d: dict[str, Any]) -> CurationResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
 class GenerationMetrics(_Plain):
     """One generation's metrics.json (generation 0 is D0 itself: no model, no training)."""
 
@@ -204,6 +239,7 @@ class GenerationMetrics(_Plain):
     composition: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)  # .to_dict()
     sample: SampleResult | None = field(default=None, metadata=OMIT_NONE)  # as its record()
     seconds: dict[str, float] | None = field(default=None, metadata=OMIT_NONE)
+    curation: CurationResult | None = field(default=None, metadata=OMIT_NONE)
 
     def to_plain(self) -> dict[str, Any]:
         parts = {"probes": [], "corpus": None, "train": None, "sample": None}
@@ -219,7 +255,9 @@ class GenerationMetrics(_Plain):
     def from_plain(cls, d: dict[str, Any]) -> GenerationMetrics:
         """A metrics.json read back (a run of an older version may lack the newer keys)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"probes", "corpus", "train", "sample"}
+        names -= {"curation"}
         return cls(
+            curation=CurationResult.from_plain(d["curation"]) if d.get("curation") else None,
             probes=[ProbeResult.from_plain(p) for p in d.get("probes", [])],
             corpus=CorpusStats.from_plain(d.get("corpus") or {}),
             train=TrainResult.from_record(d["train"]) if d.get("train") else None,
@@ -259,6 +297,8 @@ class GenerationMetrics(_Plain):
             losses = self.train.losses or []
             row["train_final_loss"] = losses[-1] if losses else None
             row["train_tokens_per_s"] = self.train.tokens_per_second
+        if self.curation is not None:
+            row.update(self.curation.columns())
         for phase, seconds in (self.seconds or {}).items():
             row[f"seconds_{phase}"] = seconds
         return row
@@ -299,5 +339,6 @@ _KEYS = (
     "train_tokens",
     "composition",
     "sample",
+    "curation",
     "seconds",
 )

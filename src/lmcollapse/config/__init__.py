@@ -21,6 +21,7 @@ from lmcollapse.config.core import (
     to_plain,
     validate,
 )
+from lmcollapse.config.curation import CurationConfig
 from lmcollapse.config.experiment import (
     DataConfig,
     EvaluationConfig,
@@ -37,6 +38,7 @@ from lmcollapse.errors import ConfigError
 
 __all__ = [
     "ConfigError",
+    "CurationConfig",
     "DataConfig",
     "ErrorSpec",
     "EvaluationConfig",

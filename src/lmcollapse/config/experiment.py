@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmcollapse.config.curation import CurationConfig
 from lmcollapse.paradigms import check_rate, check_share
 
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
@@ -433,6 +434,8 @@ class ExperimentConfig:
     """Optimisation of every generation."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Generation of the synthetic corpora."""
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    """What is done to each generated corpus before it joins the training data."""
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     """Perplexity, probes and samples."""
     run: RunConfig = field(default_factory=RunConfig)
