@@ -12,6 +12,16 @@ with the weights of each paradigm (n = 1 trains on D0 alone, {0: 1}, under every
     Accumulate(k)            {0: 1, j: k for every j < n}   (whole sources, each S_j of k·|D0|)
     Mix(λ)                   {0: λ, n-1: 1-λ}
 
+Fresh real data (`fresh` = r, Replace and the accumulating paradigms): after each generation j,
+r·|D0| of new real stories F_j join the corpus (source −j). They are real data, so in the count
+form they join D0's term — f[j] ≈ N, D0-like counts — and the weights become
+
+    Replace + fresh r                 {n-1: 1, −(n-1): r}
+    AccumulateSubsample(k) + fresh r  {0, −j: 1 or r, j: k, all over 1+(n-1)(k+r)}
+    Accumulate(k) + fresh r           {0: 1, −j: r, j: k}
+
+so generation n's real share under Accumulate-Subsample is (1+(n-1)r)/(1+(n-1)(k+r)).
+
 Each class writes its weights once, as `terms(n)`: b[n] = (real·N + each·Y) / norm with Y the
 last corpus y[n-1] or the pooled Σ_{j<n} y[j] — the form that lets a consumer keep one running
 sum instead of every y[j] (O(G·V) over G generations), and the paper's own way of writing Eq. (6).
@@ -48,6 +58,14 @@ def check_share(lam: object, name: str = "lam") -> list[str]:
     return []
 
 
+def check_fresh(r: object, name: str = "fresh") -> list[str]:
+    """The one check of a fresh-data rate r (each generation adds r·|D0| new real stories):
+    a finite number >= 0 (0: none, the paper)."""
+    if not (_is_number(r) and math.isfinite(r) and r >= 0):
+        return [f"{name}: must be >= 0 and finite (the fresh real data rate), got {r!r}"]
+    return []
+
+
 def _is_number(x: object) -> bool:
     """A real number (numpy scalars too), not a bool or a numeric string."""
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
@@ -55,12 +73,15 @@ def _is_number(x: object) -> bool:
 
 class Terms(NamedTuple):
     """Generation n's weights in closed form: b[n] = (real·y[0] + each·Y) / norm, where Y is
-    Σ_{j<n} y[j] when `pooled` (every S_j carries the weight `each`), else y[n-1] alone."""
+    Σ_{j<n} y[j] when `pooled` (every S_j carries the weight `each`), else y[n-1] alone. `real`
+    includes the fresh real corpora F_j, each of weight `fresh` (D0's own weight is
+    real − fresh·(n−1) when pooled, real − fresh otherwise)."""
 
     real: float
     each: float
     pooled: bool
     norm: float = 1.0
+    fresh: float = 0.0
 
 
 _FIRST = Terms(1.0, 0.0, False)  # generation 1 trains on all of D0, under every paradigm
@@ -84,7 +105,7 @@ class Paradigm(ABC):
 
     def check(self) -> list[str]:
         """The parameters' problems, each naming its field (empty when the paradigm is usable)."""
-        return []
+        return check_fresh(self.fresh)
 
     def ensure_valid(self) -> None:
         """Raise InvalidInput, in one line that names the problem and the fix, unless usable."""
@@ -102,13 +123,19 @@ class Paradigm(ABC):
             raise InvalidInput(f"generation must be >= 1, got {n}")
         return _FIRST if n == 1 else self._terms(n)
 
+    fresh: float = 0.0  # r: each generation adds r·|D0| of fresh real stories (F_j, source −j)
+
     def weights(self, n: int) -> dict[int, float]:
-        """{source: w} with b[n] = Σ w·y[source], D0 first, then S_j by j; a source of weight 0
-        is no source."""
+        """{source: w} with b[n] = Σ w·y[source]: D0 (0) first, then the fresh F_j (−j) and the
+        S_j (j) by j; a source of weight 0 is no source."""
         t = self.terms(n)
-        out = {0: t.real / t.norm} if t.real else {}
+        js = range(1, n) if t.pooled else (n - 1,)
+        d0 = t.real - t.fresh * len(js) if n > 1 else t.real
+        out = {0: d0 / t.norm} if d0 > 1e-12 * max(t.real, 1) else {}
+        if t.fresh and n > 1:
+            out |= {-j: t.fresh / t.norm for j in js}
         if t.each:
-            out |= dict.fromkeys(range(1, n) if t.pooled else (n - 1,), t.each / t.norm)
+            out |= dict.fromkeys(js, t.each / t.norm)
         return out
 
     def needs(self, n: int) -> list[int]:
@@ -134,10 +161,11 @@ class Paradigm(ABC):
 class Replace(Paradigm):
     """Generation n trains only on S_{n-1}, all of it (Eq. 4)."""
 
+    fresh: float = 0.0
     name: ClassVar[str] = "replace"
 
     def _terms(self, n: int) -> Terms:
-        return Terms(0.0, 1.0, False)
+        return Terms(self.fresh, 1.0, False, fresh=self.fresh)
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,7 @@ class AccumulateSubsample(Paradigm):
     in proportion to their sizes: 1/(1+(n-1)k) from D0, k/(1+(n-1)k) from each S_j (Eq. 6)."""
 
     k: float = 1.0
+    fresh: float = 0.0
     name: ClassVar[str] = "accumulate-subsample"
     accumulating: ClassVar[bool] = True
     subsampled: ClassVar[bool] = True
@@ -155,16 +184,17 @@ class AccumulateSubsample(Paradigm):
         return self.k
 
     def check(self) -> list[str]:
-        return check_rate(self.k)
+        return check_rate(self.k) + check_fresh(self.fresh)
 
     def _terms(self, n: int) -> Terms:
-        norm = 1.0 + (n - 1) * self.k
+        norm = 1.0 + (n - 1) * (self.k + self.fresh)
         if not math.isfinite(norm):
             raise InvalidInput(
                 f"accumulate-subsample with k = {self.k:g}: 1 + (n-1)k overflows at generation "
                 f"{n}; use a smaller k"
             )
-        return Terms(1.0, self.k, True, norm)
+        real = 1.0 + (n - 1) * self.fresh
+        return Terms(real, self.k, True, norm, self.fresh)
 
 
 @dataclass(frozen=True)
@@ -172,6 +202,7 @@ class Accumulate(Paradigm):
     """Generation n trains on all of D0 and every S_j (j < n), each S_j holding k·|D0|."""
 
     k: float = 1.0
+    fresh: float = 0.0
     name: ClassVar[str] = "accumulate"
     accumulating: ClassVar[bool] = True
 
@@ -180,10 +211,10 @@ class Accumulate(Paradigm):
         return self.k
 
     def check(self) -> list[str]:
-        return check_rate(self.k)
+        return check_rate(self.k) + check_fresh(self.fresh)
 
     def _terms(self, n: int) -> Terms:
-        return Terms(1.0, self.k, True)
+        return Terms(1.0 + (n - 1) * self.fresh, self.k, True, fresh=self.fresh)
 
 
 @dataclass(frozen=True)
@@ -192,31 +223,38 @@ class Mix(Paradigm):
     trains on D0 alone; the Limitations case of a real share that does not vanish)."""
 
     lam: float = 0.5
+    fresh: float = 0.0  # refused: see check
     name: ClassVar[str] = "mix"
     subsampled: ClassVar[bool] = True
 
     def check(self) -> list[str]:
-        return check_share(self.lam)
+        return check_share(self.lam) + (
+            [f"fresh: mix fixes the real share at λ; fresh data is for {', '.join(FRESH)}"]
+            if self.fresh
+            else []
+        )
 
     def _terms(self, n: int) -> Terms:
         return Terms(self.lam, 1.0 - self.lam, False)
 
 
-_BUILD: dict[str, Callable[[float, float], Paradigm]] = {
-    Replace.name: lambda k, lam: Replace(),
-    AccumulateSubsample.name: lambda k, lam: AccumulateSubsample(k),
-    Accumulate.name: lambda k, lam: Accumulate(k),
-    Mix.name: lambda k, lam: Mix(lam),
+_BUILD: dict[str, Callable[[float, float, float], Paradigm]] = {
+    Replace.name: lambda k, lam, r: Replace(r),
+    AccumulateSubsample.name: lambda k, lam, r: AccumulateSubsample(k, r),
+    Accumulate.name: lambda k, lam, r: Accumulate(k, r),
+    Mix.name: lambda k, lam, r: Mix(lam, r),
 }
 PARADIGMS: tuple[str, ...] = tuple(_BUILD)  # the config's names, in the config's order
+FRESH = ("replace", "accumulate-subsample", "accumulate")  # the paradigms fresh data joins
 
 
-def paradigm_of(name: str, k: float = 1.0, lam: float = 0.5) -> Paradigm:
-    """The paradigm called `name` with its parameter (k or λ; the other is ignored), checked:
-    raises InvalidInput for an unknown name or an unusable parameter."""
+def paradigm_of(name: str, k: float = 1.0, lam: float = 0.5, fresh: float = 0.0) -> Paradigm:
+    """The paradigm called `name` with its parameter (k or λ; the other is ignored) and its
+    fresh-data rate, checked: raises InvalidInput for an unknown name or an unusable
+    parameter."""
     if name not in _BUILD:
         raise InvalidInput(f"unknown paradigm {name!r}: choose one of {', '.join(PARADIGMS)}")
-    par = _BUILD[name](k, lam)
+    par = _BUILD[name](k, lam, fresh)
     par.ensure_valid()
     return par
 
@@ -235,7 +273,7 @@ class _Settings(Protocol):
 
 def from_config(cfg: _Settings) -> Paradigm:
     """The paradigm an experiment's `paradigm:` section (ParadigmConfig) describes."""
-    return paradigm_of(cfg.name, cfg.k, cfg.lam)
+    return paradigm_of(cfg.name, cfg.k, cfg.lam, getattr(cfg, "fresh", 0.0))
 
 
 __all__ = [
@@ -246,6 +284,7 @@ __all__ = [
     "Paradigm",
     "Replace",
     "Terms",
+    "check_fresh",
     "check_rate",
     "check_share",
     "from_config",

@@ -251,6 +251,19 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     )
     ctx.eval_set = p.evaluation_record(spec, ctx.evaluation)
     corpus_target(cfg, ctx.paradigm.scale, corpus.d0)  # a reachable S_n, before any training
+    if cfg.paradigm.fresh:  # F_1..F_{G-1} from the reserve, or the refusal, before training
+        from lmcollapse.data.fresh import chunk_size, prepare_fresh
+
+        prepare_fresh(
+            cfg.data,
+            tok,
+            layout.data / "fresh",
+            skip=corpus.d0.num_stories + corpus.holdout.num_stories,
+            chunk=chunk_size(cfg.paradigm.fresh, cfg.paradigm.unit, corpus.d0),
+            unit=cfg.paradigm.unit,
+            count=cfg.run.generations - 1,
+            log=ctx.say,
+        )
     if not layout.config.is_file() or config_is_partial(layout):
         write_config(layout, ctx.manifest, cfg)
     if len(completed(ctx.manifest, layout)) < cfg.run.generations:  # a finished run stays so
@@ -326,11 +339,10 @@ def compose(ctx: _Context, g: Generation) -> None:
     from lmcollapse.data.packing import TrainingSet
 
     n = g.n
-    needed = [j for j in ctx.paradigm.needs(n) if j]  # the S_j the paradigm reads
-    stores = {paradigms.D0: ctx.corpus.d0} | {
-        paradigms.generated(j): ctx.corpora.open(j)
-        for j in needed  # verified once
-    }
+    needed = ctx.paradigm.needs(n)  # D0 (0), the S_j (j) and fresh F_j (−j) the paradigm reads
+    stores = {paradigms.D0: ctx.corpus.d0}
+    stores |= {paradigms.generated(j): ctx.corpora.open(j) for j in needed if j > 0}  # verified
+    stores |= {paradigms.fresh(-j): _fresh(ctx, -j) for j in needed if j < 0}
     g.composition, chosen = paradigms.compose(
         ctx.paradigm,
         n,
@@ -340,6 +352,14 @@ def compose(ctx: _Context, g: Generation) -> None:
     )
     parts = g.composition.parts
     g.data = TrainingSet([stores[p.source] for p in parts], [chosen[p.source] for p in parts])
+
+
+def _fresh(ctx: _Context, j: int) -> Any:
+    """F_j, the fresh real stories that joined after generation j (data/fresh)."""
+    from lmcollapse.data.fresh import name
+    from lmcollapse.data.store import TokenStore
+
+    return TokenStore.open(ctx.layout.data / "fresh" / name(j))
 
 
 def fit(ctx: _Context, g: Generation) -> None:

@@ -314,8 +314,10 @@ def _composition_columns(comp: dict[str, Any]) -> dict[str, Any]:
         "real_token_share": comp.get("real_token_share"),
         "real_story_share": comp.get("real_story_share"),
     }
-    generated = [p for p in comp["parts"] if p["source"] != "d0"]
-    for name, parts in [(p["source"], [p]) for p in comp["parts"]] + [("generated", generated)]:
+    generated = [p for p in comp["parts"] if p["source"].startswith("gen_")]
+    groups = [(p["source"], [p]) for p in comp["parts"]] + [("generated", generated)]
+    fresh = [p for p in comp["parts"] if p["source"].startswith("fresh_")]
+    for name, parts in groups + ([("fresh", fresh)] if fresh else []):
         row[f"train_{name}_stories"] = sum(p["count"] for p in parts)
         row[f"train_{name}_tokens"] = (
             sum(p["tokens"] for p in parts) if all("tokens" in p for p in parts) else None

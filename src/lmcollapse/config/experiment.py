@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lmcollapse.config.curation import CurationConfig
-from lmcollapse.paradigms import check_rate, check_share
+from lmcollapse.paradigms import FRESH, check_fresh, check_rate, check_share
 
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
 AttentionType = Literal["global", "local"]
@@ -209,11 +209,22 @@ class ParadigmConfig:
     of them, to within half a story per part; with sampling.num_sequences null S_j holds k·|D0|
     tokens, so Replace trains on |D0| tokens too) or `stories` (story counts, as before version
     0.2: the token shares then drift with the generated story length)."""
+    fresh: float = 0.0
+    """Fresh real data r >= 0: after each generation, r·|D0| (in `unit`) of new real stories
+    join the corpus — drawn in order from a reserve of the source that D0 and the holdout never
+    touch (data/fresh/) — under replace, accumulate-subsample and accumulate. Under
+    Accumulate-Subsample generation n's real share is then (1+(n-1)r)/(1+(n-1)(k+r)). 0: none
+    (the paper)."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch, each naming its field: lmcollapse.paradigms' checks of
         k and λ — both, whichever paradigm is named, so that a stray bad value is caught too."""
-        return check_rate(self.k, "k") + check_share(self.lam, "lam")
+        out = check_rate(self.k, "k") + check_share(self.lam, "lam") + check_fresh(self.fresh)
+        if self.fresh and self.name not in FRESH:
+            out.append(
+                f"fresh: {self.name} fixes the real share at λ; fresh data joins {', '.join(FRESH)}"
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -455,6 +466,11 @@ class ExperimentConfig:
             out.append(
                 "training.eos_target: false is for the gradient-trained families; the ngram "
                 "family counts every end-of-text a model wrote"
+            )
+        if self.paradigm.fresh and self.model.expected_counts != "off":
+            out.append(
+                "paradigm.fresh: the expected counts take real data as D0's counts; with fresh "
+                "stories set model.expected_counts off"
             )
         if self.model.family == "ngram" and (s.temperature, s.top_k, s.top_p) != (1.0, 0, 1.0):
             out.append(

@@ -19,13 +19,15 @@ ones skipped, optionally deduplicated (exact text) and capped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmcollapse.data.stories import generate
+from lmcollapse.data.stories import generate, story
 from lmcollapse.data.tokenizer import EOT
 from lmcollapse.errors import InvalidInput, first_line
 
@@ -72,7 +74,7 @@ def iter_stories(spec: SourceSpec) -> Iterator[str]:
             if not text:
                 continue
             if spec.dedupe:
-                key = hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
+                key = _key(text)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -82,6 +84,29 @@ def iter_stories(spec: SourceSpec) -> Iterator[str]:
                 return
     if count == 0:
         raise InvalidInput(f"source {spec.source!r} has no stories: check the file or the split")
+
+
+def iter_reserve(spec: SourceSpec, skip: int) -> Iterator[str]:
+    """The source's stories after the `skip` that D0 and its holdout took (`iter_stories` of
+    the uncapped source, in the same order): the reserve fresh real data is drawn from. The
+    built-in world never runs out (its stories after data.num_stories)."""
+    if spec.source != "builtin":
+        uncapped = dataclasses.replace(spec, num_stories=None)
+        yield from itertools.islice(iter_stories(uncapped), skip, None)
+        return
+    seen = {_key(t) for t in iter_stories(spec)} if spec.dedupe else set()
+    for i in itertools.count(spec.num_stories or 0):
+        text = story(spec.seed, i).strip()
+        if spec.dedupe:
+            if _key(text) in seen:
+                continue
+            seen.add(_key(text))
+        if text:
+            yield text
+
+
+def _key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
 
 
 def count_stories(spec: SourceSpec) -> int:
