@@ -216,7 +216,8 @@ def test_toedit_resamples_exactly_the_tokens_at_or_above_p_max() -> None:
     np.testing.assert_array_equal(new_lens, lens)
     same = [0, 2, 4, 5, 6]
     np.testing.assert_array_equal(new[same], toks[same])
-    assert set(new[[1, 3]]) <= {5, 6, 7, 1, 2}  # never end-of-text
+    # candidates 5, 6 and the original (in 7's place): never end-of-text, never 7
+    assert new[1] in {5, 6, 2} and new[3] in {5, 6, 1}
     assert c.changed == int((new != toks).sum())
 
 
@@ -273,7 +274,8 @@ def test_weighted_draw_respects_max_repeats() -> None:
     from lmcollapse.curation.resample import weighted_draw
 
     w = np.array([1e6, 1.0, 1.0, 1.0, 0.0, 1.0])
-    drawn = weighted_draw(w, np.ones(6, np.int64), need=8, max_repeats=3, seed=0)
+    with np.errstate(divide="ignore"):
+        drawn = weighted_draw(np.log(w), np.ones(6, np.int64), need=8, max_repeats=3, seed=0)
     counts = np.bincount(drawn, minlength=6)
     assert counts[0] == 3 and counts.max() == 3 and counts[4] == 0 and counts.sum() == 8
 
@@ -284,11 +286,13 @@ def test_weighted_draw_follows_the_weights_proportions() -> None:
     from lmcollapse.curation.resample import weighted_draw
 
     w = np.array([0.5, 0.3, 0.15, 0.05])
-    drawn = weighted_draw(w, np.ones(4, np.int64), need=20_000, max_repeats=1_000_000, seed=3)
-    share = np.bincount(drawn, minlength=4) / drawn.size
-    np.testing.assert_allclose(share, w / w.sum(), atol=4 * np.sqrt(0.25 / drawn.size))
+    for scale in (0.0, -800.0):  # the same weights times e^-800, far below the smallest float
+        lw = np.log(w) + scale
+        drawn = weighted_draw(lw, np.ones(4, np.int64), need=20_000, max_repeats=10**6, seed=3)
+        share = np.bincount(drawn, minlength=4) / drawn.size
+        np.testing.assert_allclose(share, w / w.sum(), atol=4 * np.sqrt(0.25 / drawn.size))
     lens = np.array([10, 20, 30, 40])
-    by_tokens = weighted_draw(w, lens, need=95, max_repeats=3, seed=1)
+    by_tokens = weighted_draw(np.log(w), lens, need=95, max_repeats=3, seed=1)
     assert lens[by_tokens].sum() >= 95 > lens[by_tokens].sum() - lens.max()
 
 
@@ -296,4 +300,4 @@ def test_weighted_draw_refuses_a_pool_too_small() -> None:
     from lmcollapse.curation.resample import weighted_draw
 
     with pytest.raises(InvalidInput, match=r"curation\.max_repeats"):
-        weighted_draw(np.ones(3), np.ones(3, np.int64), need=10, max_repeats=3, seed=0)
+        weighted_draw(np.zeros(3), np.ones(3, np.int64), need=10, max_repeats=3, seed=0)

@@ -22,6 +22,34 @@ def _metrics(run: Path, n: int) -> dict:
     return json.loads((run / f"gen_{n:03d}" / "metrics.json").read_text())
 
 
+def _pool(run: Path, factor: float, out: Path) -> tuple[object, TokenStore]:
+    """Generation 1's first pool sampled again from its saved model and seed: factor × |D0|
+    tokens (what the curate stage chose S_1 from)."""
+    from lmcollapse.models import load_model
+    from lmcollapse.pipeline import seed_for
+    from lmcollapse.rundir import run_config
+    from lmcollapse.sample import SamplingParams, generate_corpus
+
+    cfg = run_config(run)
+    d0 = TokenStore.open(run / "data" / "d0")
+    model = load_model(run / "gen_001" / "model")
+    result = generate_corpus(
+        model,
+        out,
+        min_tokens=math.ceil(factor * d0.num_tokens),
+        length=cfg.sampling.length,
+        batch_size=cfg.sampling.batch_size,
+        context=1,
+        eos_id=d0.eos_id,
+        vocab_size=model.shape.vocab_size,
+        seed=seed_for(cfg.run.seed, 1, "sample"),
+        mode=cfg.sampling.mode,
+        params=SamplingParams.of(cfg.sampling),
+        progress=False,
+    )
+    return result, TokenStore.open(out)
+
+
 @pytest.fixture(scope="module")
 def filter_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("curation") / "filter"
@@ -35,29 +63,9 @@ def test_filter_keeps_the_best_share_of_the_pool_it_sampled(
 ) -> None:
     """S_1 is exactly the pool's best 80% by entropy, in pool order, cut after the story that
     fills |D0| tokens: the pool is sampled again here from generation 1's model and seed."""
-    from lmcollapse.models import load_model
-    from lmcollapse.pipeline import seed_for
-    from lmcollapse.rundir import run_config
-    from lmcollapse.sample import SamplingParams, generate_corpus
-
-    cfg = run_config(filter_run)
     d0 = TokenStore.open(filter_run / "data" / "d0")
-    model = load_model(filter_run / "gen_001" / "model")
     target = d0.num_tokens
-    pool = generate_corpus(
-        model,
-        tmp_path / "pool",
-        min_tokens=math.ceil(1.25 * target),
-        length=cfg.sampling.length,
-        batch_size=cfg.sampling.batch_size,
-        context=1,
-        eos_id=d0.eos_id,
-        vocab_size=model.shape.vocab_size,
-        seed=seed_for(cfg.run.seed, 1, "sample"),
-        mode=cfg.sampling.mode,
-        params=SamplingParams.of(cfg.sampling),
-        progress=False,
-    )
+    pool, store = _pool(filter_run, 1.25, tmp_path / "pool")
     store = TokenStore.open(tmp_path / "pool")
     best = keep_best(story_scores(store, "entropy"), 0.8, higher_is_better=True)
     fill = int(np.searchsorted(np.cumsum(store.lengths()[best]), target)) + 1
@@ -114,6 +122,12 @@ def test_a_filter_that_keeps_too_little_samples_again_and_then_refuses(tmp_path:
         ("curation.score=fluency", "unknown score 'fluency'"),
         ("curation.q=1", "q: must be in [0, 1)"),
         ("curation.oversample=0.5", "oversample: must be >= 1"),
+        ("curation.p_max=0", "p_max: must be in (0, 1]"),
+        ("curation.p_max=1.5", "p_max: must be in (0, 1]"),
+        ("curation.top_k=0", "top_k: must be >= 1"),
+        ("curation.beta=0", "beta: must be > 0"),
+        ("curation.max_repeats=0", "max_repeats: must be >= 1"),
+        ("model.expected_counts=chain", "set model.expected_counts off"),
     ],
 )
 def test_bad_curation_settings_are_one_line_errors(
@@ -201,6 +215,12 @@ def test_toedit_edits_s_n_and_changes_the_outcome(tmp_path: Path, ngram_run: Pat
     assert _metrics(out, 2)["perplexity"] != _metrics(ngram_run, 2)["perplexity"]
 
 
+def test_toedit_previous_needs_replace(tmp_path: Path) -> None:
+    args = ["--set", "curation.target=previous", "--set", "paradigm.name=accumulate-subsample"]
+    bad = lmc("run", "--quiet", "--out", str(tmp_path / "r"), *NGRAM, *TOEDIT, *args)
+    assert bad.returncode == 2 and "use paradigm.name replace" in bad.stderr
+
+
 def test_toedit_previous_trains_generation_2_on_d0_edited_by_model_1(tmp_path: Path) -> None:
     """Nothing is sampled: S_1 is D0's training stories (generation 1's training set) with
     model 1's too-predictable tokens resampled; S_2 is S_1 edited by model 2."""
@@ -230,8 +250,10 @@ def test_resample_draws_s_n_by_the_detectors_weights(tmp_path: Path, ngram_run: 
     s1 = TokenStore.open(out / "gen_001" / "corpus")
     d0 = TokenStore.open(out / "data" / "d0")
     assert s1.num_tokens >= d0.num_tokens
-    _, repeats = np.unique(
-        [s1.story(i).tobytes() for i in range(s1.num_stories)], return_counts=True
-    )
-    assert repeats.max() <= 3
+    _, pool = _pool(out, 1.5, tmp_path / "pool")  # a story may occur in S_1 3 × its pool copies
+    text = [s.story(i).tobytes() for s in (s1, pool) for i in range(s.num_stories)]
+    kinds, inverse = np.unique(text, return_inverse=True)
+    in_s1 = np.bincount(inverse[: s1.num_stories], minlength=kinds.size)
+    in_pool = np.bincount(inverse[s1.num_stories :], minlength=kinds.size)
+    assert (in_s1 <= 3 * in_pool).all() and in_s1.max() >= 2
     assert _metrics(out, 2)["perplexity"] != _metrics(ngram_run, 2)["perplexity"]

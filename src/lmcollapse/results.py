@@ -206,7 +206,8 @@ class CurationResult(_Plain):
     deleted_share: float | None = field(default=None, metadata=OMIT_NONE)
     detector_auc: float | None = field(default=None, metadata=OMIT_NONE)  # held-out
     repeated_share: float | None = field(default=None, metadata=OMIT_NONE)  # drawn again
-    seconds: float = 0.0  # scoring, choosing and writing (the pools' sampling is `sample`'s)
+    seconds: float = 0.0  # scoring, choosing and writing (not sampling: the stage's whole time,
+    # later pools' sampling included, is the generation's seconds.curate)
 
     def columns(self) -> dict[str, Any]:
         """metrics.csv's curation_* columns (the numbers; the strategy is the config's)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 SCORES = ("reference-perplexity", "length", "distinct-n", "entropy", "repetition")
 
@@ -102,3 +102,19 @@ class CurationConfig:
         if not self.reference.strip():
             out.append("reference: must not be empty (generation-1, a path or a hub name)")
         return out
+
+
+def curation_cross_checks(cfg: Any) -> list[str]:
+    """What the curation section cannot be with the rest of an ExperimentConfig."""
+    c, out = cfg.curation, []
+    if c.name != "none" and cfg.model.expected_counts != "off":
+        out.append(
+            "curation.name: the expected counts train on the previous model's counts, not on "
+            "S_n, so curation would change nothing: set model.expected_counts off"
+        )
+    if c.name == "toedit" and c.target == "previous" and cfg.paradigm.name != "replace":
+        out.append(
+            "curation.target: previous (ToEdit's recursive setting) edits the whole training "
+            "set into S_n, which only replace trains on alone: use paradigm.name replace"
+        )
+    return out

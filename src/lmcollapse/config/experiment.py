@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmcollapse.config.curation import CurationConfig
+from lmcollapse.config.curation import CurationConfig, curation_cross_checks
 from lmcollapse.paradigms import FRESH, check_fresh, check_rate, check_share
 
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
@@ -467,6 +467,7 @@ class ExperimentConfig:
                 "training.eos_target: false is for the gradient-trained families; the ngram "
                 "family counts every end-of-text a model wrote"
             )
+        out += curation_cross_checks(self)
         if self.paradigm.fresh and self.model.expected_counts != "off":
             out.append(
                 "paradigm.fresh: the expected counts take real data as D0's counts; with fresh "

@@ -10,7 +10,8 @@ The built-in detector is trained each generation: a logistic regression on hashe
 2-grams (scikit-learn's HashingVectorizer over the ids: BPE ids are the tokenizer's words) of
 D0's training stories (real) against the pool's (generated), at most `max_stories` of each;
 a fifth of them is held out, and on it the detector's AUC is measured and a Platt sigmoid fitted
-(the calibration its probabilities get).
+(the calibration its probabilities get). It is cross-fitted: each half of the pool is weighed by
+a detector trained on the other half, so no story is weighed by a detector that saw it.
 """
 
 from __future__ import annotations
@@ -29,22 +30,41 @@ BATCH = 4096  # stories featurised at once
 
 @dataclass
 class Detector:
-    """A fitted detector: P(machine-made) of a store's stories, and its held-out AUC."""
+    """A fitted detector: log P(human-made) of a store's stories, and its held-out AUC."""
 
     vectorizer: Any
     classifier: Any
-    platt: Any
+    platt: Any  # (slope, intercept) of the sigmoid on the classifier's margin
     auc: float
 
-    def confidence(self, store: Any, indices: NDArray[np.int64] | None = None) -> NDArray:
-        """Calibrated P(machine-made) of each story (all, or the given ones), in batches."""
-        idx = np.arange(store.num_stories) if indices is None else np.asarray(indices)
+    def log_human(self, store: Any, indices: NDArray[np.int64]) -> NDArray:
+        """log(1 − P(machine-made)) of the given stories, computed from the calibrated logit
+        z as −log(1 + e^z): exact where the probability rounds to 1 (a weight (1 − conf)^γ
+        that would underflow stays a finite log)."""
+        idx = np.asarray(indices, dtype=np.int64)
         out = np.empty(idx.size)
+        a, b = self.platt
         for lo in range(0, idx.size, BATCH):
             x = self.vectorizer.transform(_texts(store, idx[lo : lo + BATCH]))
-            margin = self.classifier.decision_function(x)[:, None]
-            out[lo : lo + BATCH] = self.platt.predict_proba(margin)[:, 1]
+            z = a * self.classifier.decision_function(x) + b
+            out[lo : lo + BATCH] = -np.logaddexp(0.0, z)
         return out
+
+
+def human_log_weights(
+    real: Any, pool: Any, *, max_stories: int, seed: int
+) -> tuple[NDArray, float]:
+    """log P(human-made) of every pooled story, cross-fitted: the pool is split in two halves
+    at random, and each half is weighed by a detector trained on D0 against the other half; the
+    two detectors' mean held-out AUC."""
+    half = np.random.default_rng([seed, 0]).permutation(pool.num_stories) % 2 == 0
+    out, aucs = np.empty(pool.num_stories), []
+    for side in (0, 1):
+        train_on, weigh = np.flatnonzero(half == side), np.flatnonzero(half != side)
+        det = train_detector(real, pool, train_on, max_stories=max_stories, seed=seed + side)
+        out[weigh] = det.log_human(pool, weigh)
+        aucs.append(det.auc)
+    return out, float(np.mean(aucs))
 
 
 def _texts(store: Any, idx: NDArray[np.int64]) -> list[str]:
@@ -56,20 +76,26 @@ def _texts(store: Any, idx: NDArray[np.int64]) -> list[str]:
     return out
 
 
-def train_detector(real: Any, generated: Any, *, max_stories: int, seed: int) -> Detector:
-    """Fit the built-in detector on D0's stories (label 0) against the pool's (label 1)."""
+def train_detector(
+    real: Any, generated: Any, allowed: NDArray[np.int64], *, max_stories: int, seed: int
+) -> Detector:
+    """Fit the built-in detector on D0's stories (label 0) against the `allowed` stories of the
+    pool (label 1)."""
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(seed)
-    m = min(max_stories, real.num_stories, generated.num_stories)
+    rng = np.random.default_rng([seed, 2])
+    m = min(max_stories, real.num_stories, len(allowed))
     if m < 10:
         raise InvalidInput(
             f"the detector needs at least 10 real and 10 generated stories, has {m}: use a "
             "larger D0 or S_n"
         )
-    picks = [np.sort(rng.choice(s.num_stories, m, replace=False)) for s in (real, generated)]
+    picks = [
+        np.sort(rng.choice(real.num_stories, m, replace=False)),
+        np.sort(rng.choice(np.asarray(allowed), m, replace=False)),
+    ]
     vec = HashingVectorizer(
         token_pattern=r"\S+",
         ngram_range=(1, 2),
@@ -87,22 +113,22 @@ def train_detector(real: Any, generated: Any, *, max_stories: int, seed: int) ->
     margin = clf.decision_function(x[held])[:, None]
     auc = float(roc_auc_score(y[held], margin[:, 0]))
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(margin, y[held])
-    return Detector(vec, clf, platt, auc)
+    return Detector(vec, clf, (float(platt.coef_[0, 0]), float(platt.intercept_[0])), auc)
 
 
 def weighted_draw(
-    weights: NDArray, units: NDArray[np.int64], need: int, max_repeats: int, seed: int
+    log_weights: NDArray, units: NDArray[np.int64], need: int, max_repeats: int, seed: Any
 ) -> NDArray[np.int64]:
     """Stories drawn by weight, without replacement from each story repeated max_repeats times
-    (successive draws ∝ weight among what is left: Efraimidis–Spirakis keys u^(1/w)), until their
-    units (tokens or 1 per story) reach `need`; sorted by story. A story of weight 0 is never
-    drawn."""
-    w = np.repeat(np.asarray(weights, dtype=np.float64), max_repeats)
-    item = np.repeat(np.arange(len(weights)), max_repeats)
-    ok = w > 0
-    w, item = w[ok], item[ok]
-    rng = np.random.default_rng(seed)
-    keys = np.log(rng.random(w.size)) / w  # log of u^(1/w): the largest keys are drawn first
+    (successive draws ∝ weight among what is left: the Gumbel-top-k form of Efraimidis–Spirakis,
+    keys log w + Gumbel noise, exact for weights far below the smallest float), until their
+    units (tokens or 1 per story) reach `need`; sorted by story. A weight of 0 (log −inf) is
+    never drawn."""
+    lw = np.repeat(np.asarray(log_weights, dtype=np.float64), max_repeats)
+    item = np.repeat(np.arange(len(log_weights)), max_repeats)
+    ok = lw > -np.inf
+    lw, item = lw[ok], item[ok]
+    keys = lw + np.random.default_rng(seed).gumbel(size=lw.size)  # the largest are drawn first
     order = item[np.argsort(-keys, kind="stable")]
     reach = np.cumsum(np.asarray(units)[order])
     if reach.size == 0 or reach[-1] < need:
@@ -115,4 +141,4 @@ def weighted_draw(
     return np.sort(order[: int(np.searchsorted(reach, need)) + 1])
 
 
-__all__ = ["Detector", "train_detector", "weighted_draw"]
+__all__ = ["Detector", "human_log_weights", "train_detector", "weighted_draw"]

@@ -129,42 +129,56 @@ def first_pool(cfg: Any, target: dict[str, int]) -> dict[str, int] | None:
 def curate(job: CurationJob) -> tuple[CurationResult | None, SampleResult | None]:
     """Curate generation n's sampled pool(s) (or training set) into S_n: (the record — None off
     the main process — and the sampling of all pools together)."""
-    strategy = {"filter": _filter, "toedit": _toedit, "resample": _resample}.get(
-        job.cfg.curation.name
-    )
-    if strategy is None:
-        raise InvalidInput(f"unknown curation {job.cfg.curation.name!r}")
+    name = job.cfg.curation.name
+    if name not in ("filter", "toedit", "resample"):
+        raise InvalidInput(f"unknown curation {name!r}")
     try:
-        return strategy(job)
+        if name == "filter":
+            return _filter(job)
+        main_only = _toedit if name == "toedit" else _resample
+        result = _on_main(job, lambda: main_only(job))
+        return (result if job.main else None), job.first
     finally:
         if job.main:
             shutil.rmtree(job.work, ignore_errors=True)
 
 
-def _resample(job: CurationJob) -> tuple[CurationResult | None, SampleResult | None]:
-    """A detector trained on D0 against the pool weighs every pooled story; S_n is drawn by
-    weight (curation.resample), on the main process."""
-    from lmcollapse.curation.resample import train_detector, weighted_draw
+def _on_main(job: CurationJob, fn: Callable[[], Any]) -> Any:
+    """fn() on the main process, its value shared with every process; what it raised is raised
+    on every process (InvalidInput as itself), so none waits for a main process that failed."""
+    from lmcollapse.errors import RunFailed
+    from lmcollapse.runtime import all_gather_object
 
-    if not job.main:
-        return None, job.first
+    value, error, exc = None, None, None
+    if job.main:
+        try:
+            value = fn()
+        except Exception as caught:
+            exc, error = caught, (isinstance(caught, InvalidInput), str(caught))
+    value, error = all_gather_object((value, error))[0]
+    if exc is not None:
+        raise exc
+    if error is not None:
+        raise (InvalidInput if error[0] else RunFailed)(error[1])
+    return value
+
+
+def _resample(job: CurationJob) -> CurationResult:
+    """Main process: detectors trained on D0 against halves of the pool weigh the other half's
+    stories (cross-fitted: no story is weighed by a detector that saw it); S_n is drawn by
+    weight (curation.resample)."""
+    from lmcollapse.curation.resample import human_log_weights, weighted_draw
+
     c, t0 = job.cfg.curation, time.perf_counter()
     unit, need = goal(job.cfg, job.target)
     pool = TokenStore.open(pool_path(job.work, 0))
-    detector = train_detector(job.d0, pool, max_stories=c.detector_stories, seed=job.seed)
-    conf = detector.confidence(pool)
+    log_human, auc = human_log_weights(job.d0, pool, max_stories=c.detector_stories, seed=job.seed)
     units = pool.lengths() if unit == "tokens" else np.ones(pool.num_stories, np.int64)
-    drawn = weighted_draw((1 - conf) ** c.gamma, units, need, c.max_repeats, job.seed)
-    writer = _writer(job)
-    try:
-        for toks, lens, done in pool.gather_marked(drawn, batch=8192):
-            writer.add_flat(toks, lens, done)
-        store = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    drawn = weighted_draw(c.gamma * log_human, units, need, c.max_repeats, [job.seed, 1])
+    store = _write(job, pool.vocab_size, [(pool, drawn)])
+    conf = -np.expm1(log_human)  # P(machine-made)
     assert job.first is not None
-    result = CurationResult(
+    return CurationResult(
         strategy="resample",
         rounds=1,
         sampled_stories=pool.num_stories,
@@ -175,38 +189,38 @@ def _resample(job: CurationJob) -> tuple[CurationResult | None, SampleResult | N
         score="detector-confidence",
         pool_score_mean=float(conf.mean()),
         kept_score_mean=float(conf[drawn].mean()),
-        detector_auc=detector.auc,
+        detector_auc=auc,
         repeated_share=1 - np.unique(drawn).size / max(drawn.size, 1),
         seconds=time.perf_counter() - t0,
     )
-    return result, job.first
 
 
-def _toedit(job: CurationJob) -> tuple[CurationResult | None, SampleResult | None]:
-    """ToEdit of S_n (target generated, prior curation.reference) or of generation n's training
-    set (target previous, prior model n), on the main process."""
+def _toedit(job: CurationJob) -> CurationResult:
+    """Main process: ToEdit of S_n (target generated, prior curation.reference) or of
+    generation n's training set (target previous, prior model n)."""
     from lmcollapse.curation.toedit import edit_parts
 
-    if not job.main:
-        return None, job.first
     t0 = time.perf_counter()
     if job.cfg.curation.target == "previous":
         prior, sets = job.model, job.training
         parts = list(zip(sets.stores, sets.indices, strict=True))
+        source = sets.num_tokens
     else:
         prior, pool = job.reference(), TokenStore.open(pool_path(job.work, 0))
         parts = [(pool, np.arange(pool.num_stories))]
+        assert job.first is not None
+        source = job.first.tokens
     _can_score(prior)
     context = min(job.cfg.evaluation.context_length, prior.shape.max_positions)
-    writer = _writer(job)
+    vocab = max(st.vocab_size for st, _ in parts)
+    writer = _writer(job, vocab)
     try:
         counts = edit_parts(parts, prior, writer, cfg=job.cfg, context=context, seed=job.seed)
         store = writer.close()
     except BaseException:
         writer.abort()
         raise
-    source = sum(int(store_.lengths()[np.asarray(i)].sum()) for store_, i in parts)
-    result = CurationResult(
+    return CurationResult(
         strategy="toedit",
         rounds=0 if job.first is None else 1,
         sampled_stories=counts.stories,
@@ -219,30 +233,33 @@ def _toedit(job: CurationJob) -> tuple[CurationResult | None, SampleResult | Non
         deleted_share=counts.deleted / max(counts.tokens, 1),
         seconds=time.perf_counter() - t0,
     )
-    return result, job.first
 
 
 def _filter(job: CurationJob) -> tuple[CurationResult | None, SampleResult]:
-    from lmcollapse.runtime import all_gather_object
-
     c = job.cfg.curation
     unit, need = goal(job.cfg, job.target)
-    missing, pools, t_cur = need, [job.first], 0.0
-    tally = {"scored": 0, "accepted": 0, "kept": 0, "kept_tokens": 0, "pool_sum": 0.0}
-    tally["kept_sum"] = 0.0
-    writer = _writer(job) if job.main else None
+    missing, rate, pools, t_cur = need, 1.0, [job.first], 0.0
+    tally = {"scored": 0, "accepted": 0, "kept": 0, "kept_tokens": 0, "pool_units": 0}
+    tally |= {"pool_sum": 0.0, "pool_finite": 0, "kept_sum": 0.0, "kept_finite": 0}
+    writer: Any = None
     try:
         for r in range(c.max_rounds):
             path = pool_path(job.work, r)
             if r:
-                rate = (need - missing) / sum(_units(p, unit) for p in pools)
                 pools.append(job.draw(path, pool_target(job.cfg, unit, missing, rate), r))
-            if job.main:
+
+            def keep(path: Path = path, missing: int = missing) -> tuple[int, float]:
+                nonlocal writer, t_cur
                 t0 = time.perf_counter()
-                missing = _keep_from(job, TokenStore.open(path), unit, missing, writer, tally)
+                pool = TokenStore.open(path)
+                writer = writer or _writer(job, pool.vocab_size)
+                left = _keep_from(job, pool, unit, missing, writer, tally)
+                tally["pool_units"] += pool.num_tokens if unit == "tokens" else pool.num_stories
                 shutil.rmtree(path)
                 t_cur += time.perf_counter() - t0
-            missing = all_gather_object(missing)[0]  # the main process's count, everywhere
+                return left, (need - left) / max(tally["pool_units"], 1)
+
+            missing, rate = _on_main(job, keep)  # the main process's count, everywhere
             if missing <= 0:
                 break
         else:
@@ -275,18 +292,20 @@ def _filter(job: CurationJob) -> tuple[CurationResult | None, SampleResult]:
             kept_share=kept / max(sampled.stories, 1),
             acceptance_rate=tally["accepted"] / max(tally["scored"], 1),
             score=c.score,
-            pool_score_mean=tally["pool_sum"] / max(tally["scored"], 1),
-            kept_score_mean=tally["kept_sum"] / max(kept, 1),
+            pool_score_mean=tally["pool_sum"] / max(tally["pool_finite"], 1),
+            kept_score_mean=tally["kept_sum"] / max(tally["kept_finite"], 1),
             seconds=t_cur,
         ),
         sampled,
     )
 
 
-def _writer(job: CurationJob) -> TokenStoreWriter:
+def _writer(job: CurationJob, vocab_size: int) -> TokenStoreWriter:
+    """S_n's writer, in the vocabulary of what it is made from (a pool sampled by a model of a
+    padded vocabulary has ids past the tokenizer's)."""
     return TokenStoreWriter(
         job.out,
-        vocab_size=job.d0.vocab_size,
+        vocab_size=vocab_size,
         eos_id=job.d0.eos_id,
         provenance={"generation": job.generation, "curation": job.cfg.curation.name},
         overwrite=True,
@@ -320,8 +339,10 @@ def _keep_from(
     tally["accepted"] += chosen.size
     tally["kept"] += take.size
     tally["kept_tokens"] += int(pool.lengths()[take].sum())
-    tally["pool_sum"] += float(np.nansum(np.where(np.isfinite(scores), scores, np.nan)))
-    tally["kept_sum"] += float(np.nansum(np.where(np.isfinite(scores[take]), scores[take], np.nan)))
+    for key, part in (("pool", scores), ("kept", scores[take])):  # an inf perplexity: no mean
+        finite = part[np.isfinite(part)]
+        tally[f"{key}_sum"] += float(finite.sum())
+        tally[f"{key}_finite"] += int(finite.size)
     return missing - int(units[: take.size].sum())
 
 
@@ -354,6 +375,19 @@ def perplexity_scores(store: TokenStore, model: Any, *, context: int) -> np.ndar
     return out
 
 
+def _write(job: CurationJob, vocab_size: int, parts: list[tuple[Any, Any]]) -> TokenStore:
+    """The chosen stories of each (store, indices) part, in order, as S_n."""
+    writer = _writer(job, vocab_size)
+    try:
+        for store, idx in parts:
+            for toks, lens, done in store.gather_marked(idx, batch=8192):
+                writer.add_flat(toks, lens, done)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
 def _can_score(model: Any) -> None:
     if not hasattr(model, "score_tokens"):
         raise InvalidInput(
@@ -377,23 +411,28 @@ def _total(pools: list[SampleResult]) -> SampleResult:
 
 
 def reference_model(spec: str, generation: int, current: Any, first: Callable[[], Path]) -> Any:
-    """The prior model curation.reference names: `generation-1` (at generation 1 the model just
-    trained, later generation 1's saved model, `first()`), or a model directory or hub name."""
+    """The prior model curation.reference names — `generation-1` (generation 1's saved model,
+    `first()`: the same weights whether the run was resumed or not), or a model directory or
+    hub name — on the device of the run's models."""
     from lmcollapse.models import load_model
 
     if spec == "generation-1":
-        return current if generation == 1 else load_model(first())
-    if Path(spec).is_dir():
-        return load_model(spec)
-    from lmcollapse.models.hf import HFCausalLM
+        model = load_model(first())
+    elif Path(spec).is_dir():
+        model = load_model(spec)
+    else:
+        from lmcollapse.models.hf import HFCausalLM
 
-    try:
-        return HFCausalLM.from_pretrained(spec)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(
-            f"curation.reference {spec!r} does not load as a causal LM ({exc.__class__.__name__}): "
-            "give generation-1, a model directory or a hub name"
-        ) from None
+        try:
+            model = HFCausalLM.from_pretrained(spec)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(
+                f"curation.reference {spec!r} does not load as a causal LM "
+                f"({exc.__class__.__name__}): give generation-1, a model directory or a hub name"
+            ) from None
+    if hasattr(model, "to") and getattr(current, "device", None) is not None:
+        model = model.to(current.device)
+    return model
 
 
 def uses_reference(cfg: Any) -> bool:

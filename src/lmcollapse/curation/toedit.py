@@ -6,8 +6,9 @@ with p <= p_min are deleted.
 
 What is never edited: a story's first token (as in ToEdit), and end-of-text tokens (a story's
 end is where the model stopped; an edit must not merge or split stories). For the same reason
-end-of-text is no replacement candidate. The original token always stays a candidate (if the
-top-k misses it — only possible when p_max <= 1/(k+1) — it takes the last candidate's place).
+end-of-text is no replacement candidate, nor an id outside the corpus's vocabulary. The
+original token always stays a candidate (if the top-k misses it — only possible when
+p_max <= 1/(k+1) — it takes the last candidate's place).
 
 Draws are seeded per batch of stories, so an edited corpus is the same on a rerun.
 """
@@ -50,9 +51,11 @@ def edit_batch(
     beta: float,
     p_min: float | None,
     rng: np.random.Generator,
+    vocab: int | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], EditCounts]:
     """One batch of stories edited from its TokenScores (logp, top_ids, top_probs): the new
-    tokens, the new lengths, and the counts."""
+    tokens, the new lengths, and the counts. Candidates at or past `vocab` (a prior of a
+    padded vocabulary) are never drawn."""
     toks = np.asarray(toks, dtype=np.int64)
     p = np.exp(scores.logp)
     starts = np.cumsum(lens) - lens
@@ -67,7 +70,8 @@ def edit_batch(
         probs = scores.top_probs[rows].copy()
         missing = ~(ids == toks[rows, None]).any(axis=1)
         ids[missing, -1], probs[missing, -1] = toks[rows[missing]], p[rows[missing]]
-        weight = np.where(ids == eos_id, 0.0, probs ** (1.0 / beta))
+        never = (ids == eos_id) | (ids >= (vocab if vocab is not None else np.inf))
+        weight = np.where(never, 0.0, probs ** (1.0 / beta))
         cdf = np.cumsum(weight, axis=1)
         u = rng.random(rows.size) * cdf[:, -1]
         pick = np.minimum((cdf <= u[:, None]).sum(axis=1), ids.shape[1] - 1)

@@ -65,8 +65,9 @@ PAPER_SAMPLING = SamplingParams()  # pure sampling: temperature 1, no top-k, no 
 class TokenScores:
     """What one teacher-forced pass says of every token of a batch of stories (in the order
     given): log p̂(x_i | x_<i), each story read from the end-of-text start token, and the
-    `top_k` most likely tokens at every position (ids and probabilities, best first; ties by
-    id), which curation (ToEdit) draws replacements from."""
+    `top_k` most likely tokens at every position (ids and probabilities, best first; the n-gram
+    breaks ties by id, the torch families as torch.topk does), which curation (ToEdit) draws
+    replacements from."""
 
     logp: np.ndarray  # (T,) float64
     top_ids: np.ndarray  # (T, k) int64

@@ -284,8 +284,9 @@ class TorchLM(nn.Module):
         top_k: int = 0,
         batch_tokens: int | None = None,
     ) -> TokenScores:
-        """Every token scored once, as `perplexity` scores it (a story longer than `context` in
-        windows advancing by context/2); windows packed to a budget of about 256 MB of logits."""
+        """Every token scored once, in perplexity's windows (a story longer than `context` in
+        windows advancing by context/2, perplexity's default stride); windows packed to a budget
+        of about 256 MB of logits. Ties in the top-k are broken as torch.topk breaks them."""
         toks, lens = np.asarray(tokens, dtype=np.int64), np.asarray(lens, dtype=np.int64)
         V, eos = self.shape.vocab_size, eos_id
         if not 1 <= context <= self.shape.max_positions:
@@ -317,13 +318,16 @@ class TorchLM(nn.Module):
                     cols.append(np.arange(scored, end) - start)
                     where.append(starts[i] + np.arange(scored, end))
                 r_, c_, g = (torch.from_numpy(np.concatenate(a)) for a in (rows, cols, where))
-                logits = self(torch.from_numpy(x).to(self.device))[r_, c_].float()
-                lp = torch.log_softmax(logits, dim=-1).double().cpu()
+                dev = self.device
+                logits = self(torch.from_numpy(x).to(dev))[r_.to(dev), c_.to(dev)].float()
+                lp = torch.log_softmax(logits, dim=-1)
                 gi = g.numpy()
-                logp[gi] = lp.gather(1, torch.from_numpy(toks[gi])[:, None])[:, 0].numpy()
+                target = torch.from_numpy(toks[gi]).to(dev)[:, None]
+                logp[gi] = lp.gather(1, target)[:, 0].double().cpu().numpy()
                 if k:
-                    top = torch.topk(lp, k, dim=-1)  # CPU topk: ties resolved the same each run
-                    ids[gi], probs[gi] = top.indices.numpy(), top.values.exp().numpy()
+                    top = torch.topk(lp, k, dim=-1)
+                    ids[gi] = top.indices.cpu().numpy()
+                    probs[gi] = top.values.double().exp().cpu().numpy()
         return TokenScores(logp, ids, probs)
 
     def _window_batch(
