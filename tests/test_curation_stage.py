@@ -84,6 +84,8 @@ def test_filter_keeps_the_best_share_of_the_pool_it_sampled(
     assert not (filter_run / "gen_001" / "curation").exists()  # the pools are removed
     row = (filter_run / "metrics.csv").read_text().splitlines()
     assert "curation_acceptance_rate" in row[0].split(",")
+    assert (filter_run / "figures" / "curation.png").is_file()
+    assert "<th>accepted</th>" in (filter_run / "report.html").read_text()
 
 
 def test_filter_changes_the_outcome(filter_run: Path, ngram_run: Path) -> None:

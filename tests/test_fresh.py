@@ -58,6 +58,10 @@ def test_fresh_data_at_half_of_d0_gives_generation_6_a_real_share_of_041(tmp_pat
     assert len(set(stories)) == len(stories) and not seen & set(stories)
     row = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train_fresh_tokens" in row
+    from lmcollapse.bridge import from_run
+
+    probe = from_run(out).probes[0]  # the theory next to it counts the fresh stories as real
+    assert probe.real_data_share[5] == pytest.approx(share)
 
 
 def test_a_reserve_too_small_is_refused_before_training_with_what_it_supports(

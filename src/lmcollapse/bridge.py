@@ -71,14 +71,15 @@ class _Scaled:
 Shares = Sequence[Mapping[int, float] | None]
 
 
-def _paradigm(paradigm: str, k: float, lam: float) -> Paradigm:
-    """The run's paradigm, if the theory covers it (Accumulate has no closed form here)."""
+def _paradigm(paradigm: str, k: float, lam: float, fresh: float = 0.0) -> Paradigm:
+    """The run's paradigm, if the theory covers it (Accumulate has no closed form here); fresh
+    real data (paradigm.fresh) joins its real term as D0-like counts."""
     if paradigm not in BRIDGE_PARADIGMS:
         raise InvalidInput(
             f"the theory covers {', '.join(BRIDGE_PARADIGMS)}; a {paradigm!r} run has no "
             "closed form to compare with"
         )
-    return paradigm_of(paradigm, k, lam)
+    return paradigm_of(paradigm, k, lam, fresh)
 
 
 def _nominal(t: Terms, truth: _Scaled, last: _Scaled, running: _Scaled) -> _Scaled:
@@ -102,7 +103,8 @@ def _estimate(
     """The estimation in scale-free form: per generation, α_i[n]/b[n] (`a`), log b[n], the
     direction of y[n] and log y[n]. b[n] = Σ_src w_src·y[src] (y[0] = N) with the paradigm's
     weights — or, where `shares[n-1]` is given for n ≥ 2, the measured token shares of generation
-    n's training set by source (0: D0, j: S_j) as the weights."""
+    n's training set by source (0: D0, j: S_j, −j: fresh F_j, taken as D0-like counts) as the
+    weights."""
     if p.ndim != 2 or p.shape[1] != n_i.size:
         raise InvalidInput(f"p_hat must be (G, V) with V = {n_i.size}, got shape {p.shape}")
     G, V = p.shape
@@ -120,9 +122,10 @@ def _estimate(
         if n > 1 and measured:
             base = _Scaled(np.zeros(V), -np.inf)
             for src, w in sorted(measured.items()):
-                if src < 0 or src >= n:
+                if not -n < src < n:
                     raise InvalidInput(f"generation {n} cannot train on generation {src}'s data")
-                base = base.plus(truth if src == 0 else ys[src - 1], 1.0, float(w))
+                real = src <= 0  # D0, or fresh real stories F_{-src}: D0-like counts
+                base = base.plus(truth if real else ys[src - 1], 1.0, float(w))
         else:  # the running sum keeps this O(G·V) for every paradigm
             base = _nominal(paradigm.terms(n), truth, y, running)
         _, a_i = theory.decompose(p[n - 1], base.vec)  # α relative to b[n] (base sums to 1)
@@ -303,13 +306,14 @@ def bridge(
     lam: float = 0.5,
     tokens: dict[str, int] | None = None,
     shares: Shares | None = None,
+    fresh: float = 0.0,
 ) -> ProbeBridge:
     """Everything the report shows for one probe: estimated α, y, the limit term, the real-data
     weight, the closed form rebuilt from α (equal to p̂ by construction), the error trend.
     `shares`: each generation's measured token shares by source (see `_estimate`)."""
     p = np.asarray(p_hat, dtype=np.float64)
     n_i = np.asarray(counts, dtype=np.float64)
-    par = _paradigm(paradigm, k, lam)
+    par = _paradigm(paradigm, k, lam, fresh)
     e = _estimate(p, n_i, par, shares)
     a, log_b, log_y, y_dir, truth = e["a"], e["log_b"], e["log_y"], e["y_dir"], e["truth"]
     a_tot = a.sum(axis=1)  # α[n] / b[n]
@@ -357,13 +361,13 @@ def bridge(
 
 
 def _real_shares(G: int, paradigm: Paradigm, shares: Shares | None) -> list[float]:
-    """D0's share of each generation's training set: measured where given, else the paradigm's
-    (D0's weight over the sum of its weights)."""
+    """The real share (D0 and fresh stories) of each generation's training set: measured where
+    given, else the paradigm's (the real weight over the sum of its weights)."""
     out = [paradigm.real_share(n) for n in range(1, G + 1)]
     for n in range(2, G + 1):
         measured = _measured(shares, n)
         if measured:
-            out[n - 1] = float(measured.get(0, 0.0))
+            out[n - 1] = float(sum(w for src, w in measured.items() if src <= 0))
     return out
 
 
@@ -446,7 +450,9 @@ def from_run(run_dir: str | Any) -> BridgeResult:
         pp, cc = np.zeros((p.shape[0], v)), np.zeros(v)
         pp[:, : p.shape[1]], cc[: c.size] = p, c
         tokens = {t: d.id for t, d in probe.next.items()}
-        one = bridge(pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares)
+        one = bridge(
+            pp, cc, par.name, par.k, lam=par.lam, tokens=tokens, shares=shares, fresh=par.fresh
+        )
         probes.append(dataclasses.replace(one, context=probe.context))
     return BridgeResult(str(layout.root), done, probes)
 

@@ -186,7 +186,8 @@ def _series(
 
 
 def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
-    """probes.png (Figure 2), perplexity.png (Figure 3), alpha.png, diversity.png, lengths.png."""
+    """probes.png (Figure 2), perplexity.png (Figure 3), alpha.png, diversity.png, lengths.png,
+    and curation.png for runs that curate or add fresh real data."""
     plt = _pyplot()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figures: dict[str, bytes] = {}
@@ -197,9 +198,61 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
         _alpha_figure,
         _diversity_figure,
         _lengths_figure,
+        _curation_figure,
     ):
         draw(plt, colors, runs, probes, figures)
     return figures
+
+
+_CURATION_SERIES = {  # what a curation record says, and how its line is drawn
+    "kept_share": ("kept share of the sampled stories", "-"),
+    "acceptance_rate": ("filter: acceptance rate", "--"),
+    "edited_share": ("toedit: share of tokens at or above p_max", ":"),
+    "changed_share": ("toedit: share of tokens changed", (0, (1, 3))),
+    "detector_auc": ("resample: detector AUC (held out)", "-."),
+    "repeated_share": ("resample: share of draws repeating a story", (0, (5, 1))),
+}
+
+
+def _curation_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """curation.png, for runs that curate or add fresh real data: what each generation's
+    curation kept or edited, and the real share of every training set."""
+    curated = [(r, m) for r, m in runs if any(g.get("curation") for g in m)]
+    fresh = any(
+        str(p.get("source", "")).startswith("fresh_")
+        for _, m in runs
+        for g in m
+        for p in (g.get("composition") or {}).get("parts", [])
+    )
+    if not curated and not fresh:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.4, 4), layout="constrained")
+    for ri, (label, metrics) in enumerate(runs):
+        color = colors[ri % len(colors)]
+        for key, (what, style) in _CURATION_SERIES.items():
+            xs, ys = _series(metrics, lambda m, key=key: m["curation"][key], 1)
+            if xs:
+                left.plot(
+                    xs, ys, color=color, ls=style, marker="o", ms=2, label=f"{what} — {label}"
+                )
+        xs, ys = _series(metrics, lambda m: m["composition"]["real_token_share"], 1)
+        right.plot(xs, ys, color=color, marker="o", ms=3, label=label)
+    left.set_ylim(0, 1.02)
+    left.set_title("What curation kept or edited")
+    right.set_title("Real data (D0 and fresh stories) in each training set")
+    right.set_ylabel("real token share")
+    right.set_ylim(0, 1.02)
+    for ax in (left, right):
+        ax.set_xlabel("generation n")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    figures["curation.png"] = _png(fig, integer_x=True)
 
 
 def _probes_figure(

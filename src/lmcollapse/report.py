@@ -59,6 +59,11 @@ _CAPTIONS = {
     "diversity.png": "Statistics of each generated corpus on equal-size samples; generation 0 is "
     "D0.",
     "lengths.png": "Story length and end-of-text rate of each corpus (generation 0 = D0).",
+    "curation.png": "Curation (the paper's remedy, Sec. 4) and fresh real data. Left: what each "
+    "generation's curation did to S_n before it joined the corpus — the share of sampled "
+    "stories kept, a filter's acceptance rate, ToEdit's share of too-predictable tokens, the "
+    "resampling detector's held-out AUC. Right: the real share of each training set (D0 and "
+    "fresh stories); under Accumulate-Subsample with fresh data it tends to r/(k + r), not 0.",
     "theory": "Theory next to measurement. Left: p̂_n(v|x) (solid), Theorem 2.1's error-only "
     "limit term built from the estimated errors (dotted), D0's truth (dashed). Middle: the weight "
     "N_x/y[n] of the real data in p̂_n, which the proof says must vanish. Right: the smallest "
@@ -191,6 +196,14 @@ def _metrics_table(run: dict[str, Any]) -> str:
         ("sample s", lambda m: (m.seconds or {}).get("sample")),
         ("eval s", lambda m: (m.seconds or {}).get("evaluate")),
     ]
+    if any(m.get("curation") for m in run["metrics"]):  # what the curation stage did
+        cols[8:8] = [
+            ("real share", lambda m: (m.composition or {}).get("real_token_share")),
+            ("kept", lambda m: m.curation.kept_share if m.curation else None),
+            ("accepted", lambda m: m.curation.acceptance_rate if m.curation else None),
+            ("edited", lambda m: m.curation.edited_share if m.curation else None),
+            ("detector AUC", lambda m: m.curation.detector_auc if m.curation else None),
+        ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols)
     rows = []
     for m in map(GenerationMetrics.from_plain, run["metrics"]):
