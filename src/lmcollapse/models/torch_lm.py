@@ -286,7 +286,8 @@ class TorchLM(nn.Module):
     ) -> TokenScores:
         """Every token scored once, in perplexity's windows (a story longer than `context` in
         windows advancing by context/2, perplexity's default stride); windows packed to a budget
-        of about 256 MB of logits. Ties in the top-k are broken as torch.topk breaks them."""
+        of at most 8,192 tokens and 256 MB of logits. Ties in the top-k are broken as torch.topk
+        breaks them."""
         toks, lens = np.asarray(tokens, dtype=np.int64), np.asarray(lens, dtype=np.int64)
         V, eos = self.shape.vocab_size, eos_id
         if not 1 <= context <= self.shape.max_positions:
@@ -302,7 +303,7 @@ class TorchLM(nn.Module):
         stride = max(1, context // 2)
         jobs = [(i, *w) for i in range(lens.size) for w in _windows(int(lens[i]), context, stride)]
         jobs.sort(key=lambda j: j[2] - j[1], reverse=True)
-        budget = batch_tokens or max(context, (1 << 26) // V)
+        budget = batch_tokens or max(context, min(8192, (1 << 26) // V))  # cache-sized
         done = 0
         with self._evaluating():
             while done < len(jobs):
