@@ -32,7 +32,8 @@ def test_the_real_share_under_accumulate_subsample_is_the_closed_form(k: float, 
 
 
 def test_replace_with_fresh_trains_on_the_last_corpus_and_the_last_fresh_one() -> None:
-    assert Replace(0.5).weights(3) == {-2: 0.5, 2: 1.0}
+    w = Replace(0.5).weights(3)  # whole sources: b[3] = (r·N + y[2]) / (1 + r)
+    assert w.keys() == {-2, 2} and w[-2] == pytest.approx(1 / 3) and w[2] == pytest.approx(2 / 3)
     assert Replace(0.5).real_share(3) == pytest.approx(1 / 3)
     assert paradigm_of("replace").weights(3) == {2: 1.0}  # r = 0: the paper's Replace
 
@@ -116,3 +117,20 @@ def test_a_longer_run_keeps_the_fresh_corpora_it_had(tmp_path: Path) -> None:
     parts = [p["source"] for p in _metrics(out, 4)["composition"]["parts"]]
     assert parts[:4] == ["d0", "fresh_001", "fresh_002", "fresh_003"]
     np.testing.assert_equal(_metrics(out, 2)["composition"]["parts"][1]["source"], "fresh_001")
+
+
+def test_a_changed_fresh_store_is_refused_on_resume(tmp_path: Path) -> None:
+    """F_j's checksums are in the manifest from the run that made them; a store changed in
+    place (its meta.json untouched) is refused in one line before anything trains."""
+    out = tmp_path / "r"
+    args = [*NGRAM, "--set", "paradigm.name=accumulate-subsample", "--set", "paradigm.fresh=0.5"]
+    assert lmc("run", "--quiet", "--out", str(out), *args).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["fresh_checksums"]) == {"1"}
+    tokens = out / "data" / "fresh" / "fresh_001" / "tokens.npy"
+    data = bytearray(tokens.read_bytes())
+    data[-1] ^= 1
+    tokens.write_bytes(bytes(data))
+    bad = lmc("run", "--quiet", "--out", str(out), *args)  # resumed: F_1 is reused, and checked
+    assert bad.returncode == 2 and "does not match the fresh stories" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -165,7 +165,8 @@ class Replace(Paradigm):
     name: ClassVar[str] = "replace"
 
     def _terms(self, n: int) -> Terms:
-        return Terms(self.fresh, 1.0, False, fresh=self.fresh)
+        # S_{n-1} and F_{n-1} whole: b[n] = (r·N + y[n-1]) / (1 + r), D0-like counts for F_{n-1}
+        return Terms(self.fresh, 1.0, False, 1.0 + self.fresh, fresh=self.fresh)
 
 
 @dataclass(frozen=True)

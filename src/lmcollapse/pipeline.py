@@ -48,6 +48,7 @@ from lmcollapse.rundir import (
     RunLayout,
     RunLock,
     check_d0,
+    check_fresh,
     completed,
     config_is_partial,
     default_out,
@@ -254,7 +255,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     if cfg.paradigm.fresh:  # F_1..F_{G-1} from the reserve, or the refusal, before training
         from lmcollapse.data.fresh import chunk_size, prepare_fresh
 
-        prepare_fresh(
+        fresh = prepare_fresh(
             cfg.data,
             tok,
             layout.data / "fresh",
@@ -264,6 +265,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
             count=cfg.run.generations - 1,
             log=ctx.say,
         )
+        check_fresh(ctx.manifest, fresh)
     if not layout.config.is_file() or config_is_partial(layout):
         write_config(layout, ctx.manifest, cfg)
     if len(completed(ctx.manifest, layout)) < cfg.run.generations:  # a finished run stays so

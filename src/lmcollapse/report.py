@@ -196,6 +196,13 @@ def _metrics_table(run: dict[str, Any]) -> str:
         ("sample s", lambda m: (m.seconds or {}).get("sample")),
         ("eval s", lambda m: (m.seconds or {}).get("evaluate")),
     ]
+    fresh = any(
+        str(part.get("source", "")).startswith("fresh_")
+        for m in run["metrics"]
+        for part in (m.get("composition") or {}).get("parts", [])
+    )
+    if fresh and not any(m.get("curation") for m in run["metrics"]):
+        cols[8:8] = [("real share", lambda m: (m.composition or {}).get("real_token_share"))]
     if any(m.get("curation") for m in run["metrics"]):  # what the curation stage did
         cols[8:8] = [
             ("real share", lambda m: (m.composition or {}).get("real_token_share")),

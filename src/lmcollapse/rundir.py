@@ -440,6 +440,22 @@ def check_d0(manifest: dict[str, Any], corpus: Any, *, fresh: bool = False) -> N
             )
 
 
+def check_fresh(manifest: dict[str, Any], stores: list[Any]) -> None:
+    """The fresh real corpora F_j (paradigm.fresh) against the checksums recorded when each was
+    first made, recomputed from their tokens; a new one's is recorded. A source that changed
+    under a run (a rebuilt F_j that differs) would change what finished generations trained on."""
+    recorded = manifest.setdefault("fresh_checksums", {})
+    for j, store in enumerate(stores, start=1):
+        actual = store.checksum()
+        if recorded.get(str(j), actual) != actual or actual != store.meta.get("checksum"):
+            raise InvalidInput(
+                f"{store.path} does not match the fresh stories generation {j} added when the run "
+                "made them (the source or the store changed): restore the source, or start a new "
+                "run"
+            )
+        recorded[str(j)] = actual
+
+
 def verified_model(layout: RunLayout, manifest: dict[str, Any], n: int) -> Path:
     """Generation n's model directory, after checking its files against the recorded SHA-256."""
     path = layout.model(n)

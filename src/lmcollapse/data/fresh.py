@@ -75,7 +75,8 @@ def prepare_fresh(
         except _Exhausted:
             writer.abort()
             raise InvalidInput(
-                f"paradigm.fresh: the source's reserve (its stories after D0's {skip:,}) "
+                f"paradigm.fresh: the source's reserve (its stories after the {skip:,} of D0 "
+                "and its holdout) "
                 f"holds {j - 1} fresh corpora of {chunk:,} {unit}, enough for {j} generations, "
                 f"not {count + 1}: lower run.generations or paradigm.fresh, or leave a larger "
                 "reserve (a smaller data.num_stories)"
