@@ -161,7 +161,7 @@ def test_gpt_neo_filters_by_generation_1s_perplexity(tmp_path: Path) -> None:
     out = tmp_path / "neo"
     done = lmc("run", "--quiet", "--out", str(out), *TINY_NEO, *curation)
     assert done.returncode == 0, done.stderr
-    for n in (1, 2):
+    for n in (1, 2):  # generation 2's reference is generation 1's model, read from disk
         rec = _metrics(out, n)["curation"]
         assert rec["score"] == "reference-perplexity"
         assert rec["acceptance_rate"] == pytest.approx(0.8, abs=0.01) and 0 < rec["kept_share"] < 1
