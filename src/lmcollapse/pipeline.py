@@ -447,10 +447,22 @@ def curate(ctx: _Context, g: Generation) -> None:
     t0 = time.perf_counter()
     cfg, n, work = ctx.cfg, g.n, ctx.layout.generation(g.n) / "curation"
     target = corpus_target(cfg, ctx.paradigm.scale, ctx.corpus.d0)
-    first = functools.partial(verified_model, ctx.layout, ctx.manifest, 1)
-    job = CurationJob(cfg, n, ctx.layout.corpus(n), work, target, functools.partial(_draw, ctx, g))
-    job.fill(g.sampled, g.model, first, ctx.corpus.d0, ctx.main, ctx.curation_cache)
-    job.training, job.seed = g.data, seed_for(cfg.run.seed, n, "curation")
+    job = CurationJob(
+        cfg,
+        n,
+        ctx.layout.corpus(n),
+        work,
+        target,
+        functools.partial(_draw, ctx, g),
+        first=g.sampled,
+        model=g.model,
+        first_model=functools.partial(verified_model, ctx.layout, ctx.manifest, 1),
+        d0=ctx.corpus.d0,
+        state=ctx.state,
+        cache=ctx.curation_cache,
+        training=g.data,
+        seed=seed_for(cfg.run.seed, n, "curation"),
+    )
     g.curated, g.sampled = curate(job)
     ctx.corpora.trust(n)
     ctx.state.wait_for_everyone()

@@ -13,12 +13,14 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from lmcollapse.errors import InvalidInput, RunFailed
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,26 +92,30 @@ def distributed_state(device: str | torch.device = "auto") -> Any:
     return PartialState(cpu=dev.type == "cpu")
 
 
-def main_first(state: Any, fn: Callable[[], None]) -> None:
-    """Run fn on the main process while the others wait. What it raised is raised on every
-    process (InvalidInput as itself, anything else as RunFailed, by its message), so no process
-    is left waiting at a barrier the main one never reaches."""
+def main_first(state: Any, fn: Callable[[], T]) -> T | None:
+    """Run fn on the main process while the others wait; its value reaches every process.
+    What it raised is raised on every process (InvalidInput as itself, anything else as
+    RunFailed, by its message), so no process is left waiting at a barrier the main one never
+    reaches."""
+    value: T | None = None
     error: BaseException | None = None
     if state.is_main_process:
         try:
-            fn()
+            value = fn()
         except BaseException as exc:
             error = exc
     if state.num_processes > 1:
         import torch.distributed as dist
 
-        box = [None if error is None else (isinstance(error, InvalidInput), str(error))]
+        box = [(value, None if error is None else (isinstance(error, InvalidInput), str(error)))]
         dist.broadcast_object_list(box, src=0)
-        if not state.is_main_process and box[0] is not None:
-            bad_input, message = box[0]
+        value, failed = box[0]
+        if not state.is_main_process and failed is not None:
+            bad_input, message = failed
             raise (InvalidInput if bad_input else RunFailed)(message)
     if error is not None:
         raise error
+    return value
 
 
 def all_gather_object(obj: Any) -> list[Any]:

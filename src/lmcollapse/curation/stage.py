@@ -85,32 +85,21 @@ class CurationJob:
     model: Any = None  # generation n's LanguageModel
     first_model: Callable[[], Path] | None = None  # generation 1's model directory (verified)
     d0: Any = None  # TokenStore
-    main: bool = True
+    state: Any = None  # accelerate's PartialState (None: one process)
     cache: dict[str, Any] = field(default_factory=dict)  # across generations: D0's scores
     training: Any = None  # generation n's TrainingSet (toedit's target previous edits it)
     seed: int = 0  # of the strategy's own draws
 
-    def fill(
-        self,
-        first: SampleResult | None,
-        model: Any,
-        first_model: Callable[[], Path],
-        d0: Any,
-        main: bool,
-        cache: dict[str, Any],
-    ) -> None:
-        """The generation's state: pool 0, its model, and what the run shares."""
-        self.first, self.model, self.first_model = first, model, first_model
-        self.d0, self.main, self.cache = d0, main, cache
+    @property
+    def main(self) -> bool:
+        return self.state is None or bool(self.state.is_main_process)
 
     def reference(self) -> Any:
         """The prior model (curation.reference), loaded once per run and process."""
         if "reference" not in self.cache:
             assert self.first_model is not None
             spec = self.cfg.curation.reference
-            self.cache["reference"] = reference_model(
-                spec, self.generation, self.model, self.first_model
-            )
+            self.cache["reference"] = reference_model(spec, self.model, self.first_model)
         return self.cache["reference"]
 
 
@@ -144,23 +133,13 @@ def curate(job: CurationJob) -> tuple[CurationResult | None, SampleResult | None
 
 
 def _on_main(job: CurationJob, fn: Callable[[], Any]) -> Any:
-    """fn() on the main process, its value shared with every process; what it raised is raised
-    on every process (InvalidInput as itself), so none waits for a main process that failed."""
-    from lmcollapse.errors import RunFailed
-    from lmcollapse.runtime import all_gather_object
+    """fn() on the main process, its value and its errors on every process (runtime.main_first),
+    so none waits for a main process that failed."""
+    from lmcollapse.runtime import main_first
 
-    value, error, exc = None, None, None
-    if job.main:
-        try:
-            value = fn()
-        except Exception as caught:
-            exc, error = caught, (isinstance(caught, InvalidInput), str(caught))
-    value, error = all_gather_object((value, error))[0]
-    if exc is not None:
-        raise exc
-    if error is not None:
-        raise (InvalidInput if error[0] else RunFailed)(error[1])
-    return value
+    if job.state is None:
+        return fn()
+    return main_first(job.state, fn)
 
 
 def _resample(job: CurationJob) -> CurationResult:
@@ -396,10 +375,6 @@ def _can_score(model: Any) -> None:
         )
 
 
-def _units(pool: SampleResult, unit: str) -> int:
-    return max(1, pool.tokens if unit == "tokens" else pool.stories)
-
-
 def _total(pools: list[SampleResult]) -> SampleResult:
     return SampleResult(
         sum(p.sequences for p in pools),
@@ -410,7 +385,7 @@ def _total(pools: list[SampleResult]) -> SampleResult:
     )
 
 
-def reference_model(spec: str, generation: int, current: Any, first: Callable[[], Path]) -> Any:
+def reference_model(spec: str, current: Any, first: Callable[[], Path]) -> Any:
     """The prior model curation.reference names — `generation-1` (generation 1's saved model,
     `first()`: the same weights whether the run was resumed or not), or a model directory or
     hub name — on the device of the run's models."""

@@ -60,7 +60,7 @@ def prepare_fresh(
     record.unlink(missing_ok=True)  # until every chunk is rewritten, none counts as made
     say(f"fresh real data: {count} × {chunk:,} {unit} from the source's reserve")
     spec = source_spec(data)
-    stream = _stories(tok, sources.iter_reserve(spec, skip))
+    stream = encode_stories(tok, sources.iter_reserve(spec, skip))
     pending: tuple[np.ndarray, np.ndarray] | None = None
     for j in range(1, count + 1):
         writer = TokenStoreWriter(
@@ -93,11 +93,6 @@ def name(j: int) -> str:
 
 class _Exhausted(Exception):
     pass
-
-
-def _stories(tok: Any, texts: Any) -> Any:
-    for flat, lens in encode_stories(tok, texts):
-        yield np.asarray(flat), np.asarray(lens, dtype=np.int64)
 
 
 def _fill(writer: TokenStoreWriter, stream: Any, pending: Any, chunk: int, unit: str) -> Any:
