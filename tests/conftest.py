@@ -65,8 +65,14 @@ def neo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def launch_two_processes() -> list[str]:
     """`accelerate launch` of two CPU processes over gloo (accelerate's --cpu alone starts one);
-    append the script or `-m module` and its arguments."""
+    append the script or `-m module` and its arguments. Each launch gets a free port of its own:
+    tests run in parallel workers, and two launches on accelerate's default port would meet."""
+    import socket
     import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
 
     return [
         sys.executable,
@@ -81,6 +87,8 @@ def launch_two_processes() -> list[str]:
         "no",
         "--dynamo_backend",
         "no",
+        "--main_process_port",
+        str(port),
     ]
 
 

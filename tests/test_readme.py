@@ -23,6 +23,6 @@ def test_readme_python_examples_run(
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    command = "ruff check . && python -m pytest"
+    command = "ruff check . && python -m pytest -n auto"
     assert command in README
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
