@@ -69,6 +69,7 @@ def preflight(
     """Every check of a run into `out` that needs neither its data nor a write (see above);
     returns the manifest to run with (rundir.start_or_resume)."""
     from lmcollapse.config import validate
+    from lmcollapse.curation.hf_detector import check_detector
     from lmcollapse.models import family_of
     from lmcollapse.rundir import RunLayout, start_or_resume
 
@@ -82,4 +83,5 @@ def preflight(
     problems = family_of(cfg.model.family).check(cfg.model, vocab)
     if problems:
         raise InvalidInput("; ".join(problems))
+    check_detector(cfg)
     return manifest

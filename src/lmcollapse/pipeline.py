@@ -461,6 +461,7 @@ def curate(ctx: _Context, g: Generation) -> None:
         state=ctx.state,
         cache=ctx.curation_cache,
         training=g.data,
+        tokenizer=ctx.corpus.tokenizer,
         seed=seed_for(cfg.run.seed, n, "curation"),
     )
     g.curated, g.sampled = curate(job)

@@ -66,7 +66,16 @@ class CurationConfig:
     """resample: the most times one story is drawn into S_n."""
     detector_stories: int = 20_000
     """resample: real and generated stories (each) the built-in detector is trained on, at
-    most; a fifth of them is held out for its AUC and calibration."""
+    most; a fifth of them is held out for its AUC and calibration (with curation.detector, the
+    AUC is measured on a fifth)."""
+    detector: str | None = None
+    """resample: a Hugging Face sequence classifier (a directory holding it and its tokenizer,
+    or a hub name) that gives P(machine-made) of each story, decoded and re-encoded with its
+    own tokenizer, truncated from the left (Drayson et al.); null: the built-in detector,
+    trained each generation on D0 against the pool."""
+    detector_label: str | None = None
+    """resample with curation.detector: the classifier's label of machine-made text (null: the
+    label whose name says machine, AI, generated, fake, ...; of LABEL_0/LABEL_1, LABEL_1)."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
@@ -99,6 +108,8 @@ class CurationConfig:
             out.append(f"max_repeats: must be >= 1, got {self.max_repeats}")
         if self.detector_stories < 10:
             out.append(f"detector_stories: must be >= 10, got {self.detector_stories}")
+        if self.detector is not None and not self.detector.strip():
+            out.append("detector: must not be empty (null, a classifier's directory or hub name)")
         if not self.reference.strip():
             out.append("reference: must not be empty (generation-1, a path or a hub name)")
         return out

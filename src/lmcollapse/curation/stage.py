@@ -88,6 +88,7 @@ class CurationJob:
     state: Any = None  # accelerate's PartialState (None: one process)
     cache: dict[str, Any] = field(default_factory=dict)  # across generations: D0's scores
     training: Any = None  # generation n's TrainingSet (toedit's target previous edits it)
+    tokenizer: Any = None  # the run's (data.tokenizer.Tok): decodes stories for curation.detector
     seed: int = 0  # of the strategy's own draws
 
     @property
@@ -101,6 +102,16 @@ class CurationJob:
             spec = self.cfg.curation.reference
             self.cache["reference"] = reference_model(spec, self.model, self.first_model)
         return self.cache["reference"]
+
+    def detector(self) -> Any:
+        """curation.detector's classifier, loaded once per run on the run's models' device."""
+        if "detector" not in self.cache:
+            from lmcollapse.curation.hf_detector import HFDetector
+
+            c = self.cfg.curation
+            device = getattr(self.model, "device", None)
+            self.cache["detector"] = HFDetector.load(c.detector, c.detector_label, device)
+        return self.cache["detector"]
 
 
 def first_pool(cfg: Any, target: dict[str, int]) -> dict[str, int] | None:
@@ -144,14 +155,28 @@ def _on_main(job: CurationJob, fn: Callable[[], Any]) -> Any:
 
 def _resample(job: CurationJob) -> CurationResult:
     """Main process: detectors trained on D0 against halves of the pool weigh the other half's
-    stories (cross-fitted: no story is weighed by a detector that saw it); S_n is drawn by
-    weight (curation.resample)."""
+    stories (cross-fitted: no story is weighed by a detector that saw it), or curation.detector
+    weighs them all; S_n is drawn by weight (curation.resample)."""
     from lmcollapse.curation.resample import human_log_weights, weighted_draw
 
     c, t0 = job.cfg.curation, time.perf_counter()
     unit, need = goal(job.cfg, job.target)
     pool = TokenStore.open(pool_path(job.work, 0))
-    log_human, auc = human_log_weights(job.d0, pool, max_stories=c.detector_stories, seed=job.seed)
+    if c.detector is None:
+        log_human, auc = human_log_weights(
+            job.d0, pool, max_stories=c.detector_stories, seed=job.seed
+        )
+    else:
+        from lmcollapse.curation.hf_detector import hf_log_weights
+
+        log_human, auc = hf_log_weights(
+            job.detector(),
+            job.d0,
+            pool,
+            job.tokenizer,
+            max_stories=c.detector_stories,
+            seed=job.seed,
+        )
     units = pool.lengths() if unit == "tokens" else np.ones(pool.num_stories, np.int64)
     drawn = weighted_draw(c.gamma * log_human, units, need, c.max_repeats, [job.seed, 1])
     store = _write(job, pool.vocab_size, [(pool, drawn)])
