@@ -179,9 +179,59 @@ def status_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fmt_interval(m: dict[str, Any] | None) -> str:
+    if not m or m.get("mean") is None:
+        return "—"
+    if m.get("n", 0) < 2:
+        return f"{m['mean']:.2f}"
+    return f"{m['mean']:.2f} [{m['lo']:.2f}, {m['hi']:.2f}]"
+
+
+def replicated_summary_lines(root: str | Path) -> list[str]:
+    """What `lmcollapse run` prints at the end of a replicated run (from aggregate.json):
+    replicates, perplexity at the first and last generation with intervals, the onset."""
+    import json
+
+    from lmcollapse.replicates import ReplicatedLayout, read_index
+
+    layout = ReplicatedLayout(Path(root))
+    index = read_index(root)
+    agg = json.loads(layout.aggregate_json.read_text(encoding="utf-8"))
+    gens = [g for g in agg["generations"] if g["generation"] >= 1]
+    o = agg["onset"]
+    level = round(100 * agg["level"])
+    lines = [
+        f"{root}: {len(agg['seeds'])} replicates (seeds {', '.join(map(str, agg['seeds']))}), "
+        f"status {index.get('status')}"
+    ]
+    if gens:
+        first, last = gens[0], gens[-1]
+        lines.append(
+            f"held-out perplexity, mean [{level}% interval]: generation {first['generation']} "
+            f"{_fmt_interval(first['metrics'].get('perplexity'))} → generation "
+            f"{last['generation']} {_fmt_interval(last['metrics'].get('perplexity'))} "
+            f"({last['replicates']} replicate(s) there)"
+        )
+    when = "not within the run"
+    if o["collapsed"]:
+        summary = {"mean": o["mean"], "lo": o["lo"], "hi": o["hi"], "n": o["collapsed"]}
+        when = f"generation {_fmt_interval(summary)} (median {o['median']:g})"
+    lines.append(
+        f"collapse onset (perplexity > {1 + o['tau']:g} × generation 1's): {when}, "
+        f"in {o['collapsed']} of {o['replicates']} replicates"
+    )
+    lines.append(f"aggregate: {layout.aggregate_csv}")
+    lines.append(f"report: {layout.report}")
+    return lines
+
+
 def run_summary_lines(run_dir: str | Path) -> list[str]:
     """What `lmcollapse run` prints at its end: generations, status, held-out perplexity by
     generation (a long run's thinned to a dozen or so) and the report."""
+    from lmcollapse.replicates import is_replicated
+
+    if is_replicated(run_dir):
+        return replicated_summary_lines(run_dir)
     s = status(run_dir)
     items = [(k, v) for k, v in s["perplexity"].items() if v is not None]
     if len(items) > 12:  # a long run: the first few, evenly spaced ones, the last
@@ -201,8 +251,13 @@ def sweep_summary_lines(
 ) -> list[str]:
     """What `lmcollapse sweep` prints: per run (label → directory) its perplexity from the first
     generation to the last and where it first doubled (`rundir.collapse_summary`)."""
+    from lmcollapse.replicates import is_replicated
+
     lines = [f"{root}: {len(runs)} runs of {key}"]
     for label, d in runs.items():
+        if is_replicated(d):
+            lines += [f"  {label}: " + line for line in replicated_summary_lines(d)[1:3]]
+            continue
         c = collapse_summary(d)
         onset = f"generation {c['onset']}" if c["onset"] else "not within the run"
         first = "—" if c["first"] is None else f"{c['first']:.2f}"
@@ -218,6 +273,7 @@ def sweep_summary_lines(
 __all__ = [
     "probe_lines",
     "probe_run",
+    "replicated_summary_lines",
     "run_summary_lines",
     "sample_lines",
     "sample_run",

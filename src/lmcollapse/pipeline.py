@@ -89,6 +89,7 @@ class _Context:
     outputs_cost: float = 0.0  # seconds the last write took
     corpora: Any = None  # rundir.Corpora: the S_j, checked against the manifest when first read
     curation_cache: dict[str, Any] = field(default_factory=dict)  # the prior model, D0's scores
+    data_from: Path | None = None  # another run's prepared data, shared (replicates)
 
     @property
     def main(self) -> bool:
@@ -131,9 +132,12 @@ def run(
     resume: str = "auto",
     progress: bool = True,
     set_up_only: bool = False,
+    data_from: Path | None = None,
 ) -> Path:
     """Run (or continue) the experiment; returns the run directory. set_up_only: stop once the
-    data is prepared and every input checked against it (a sweep sets up every value first)."""
+    data is prepared and every input checked against it (a sweep sets up every value first).
+    data_from: a run's data directory of the same data config, shared into a new run's (its
+    files hard-linked; the replicates of a replicated run share D0 so)."""
     from lmcollapse.checks import preflight
     from lmcollapse.config import validate
     from lmcollapse.runtime import distributed_state
@@ -159,7 +163,7 @@ def run(
         state.wait_for_everyone()
         handler = log_to(layout.log) if state.is_main_process else None
         try:
-            return _run_locked(cfg, layout, manifest, state, progress, set_up_only)
+            return _run_locked(cfg, layout, manifest, state, progress, set_up_only, data_from)
         except InvalidInput:
             if state.is_main_process and new and not completed(manifest, layout):
                 forget_new_run(root, made)  # bad input for a new run: leave nothing
@@ -177,12 +181,13 @@ def _run_locked(
     state: Any,
     progress: bool,
     set_up_only: bool = False,
+    data_from: Path | None = None,
 ) -> Path:
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.runtime import progress_bar
 
     main = state.is_main_process
-    ctx = _Context(cfg, layout, manifest, None, state, progress and main)
+    ctx = _Context(cfg, layout, manifest, None, state, progress and main, data_from=data_from)
     ctx.corpora = Corpora(layout, manifest)
     main_first(state, lambda: _set_up(ctx, progress))  # its errors reach every process
     if set_up_only:
@@ -236,6 +241,10 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
+    if ctx.data_from is not None and p.is_prepared(ctx.data_from):
+        from lmcollapse.replicates import share_data
+
+        share_data(ctx.data_from, layout.data)  # nothing when the run has its own already
     rebuilt = not p.is_prepared(layout.data)
     ctx.corpus = corpus = p.prepare(cfg.data, layout.data, log=ctx.say, check=tokenizer_check(cfg))
     try:

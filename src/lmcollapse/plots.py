@@ -163,7 +163,74 @@ def _theory_curves(
 # ----------------------------------------------------------------------------------------------
 # Figures of one or more runs (from their metrics.json files)
 
-RunMetrics = tuple[str, list[dict[str, Any]]]  # (label, metrics of generations 0..N)
+
+class RunMetrics:
+    """One run's series for the figures: its label and the metrics of generations 0..N; for a
+    replicated run, every replicate's too and its aggregate (aggregate.json), drawn as a band
+    (the interval), the mean line and thin replicate lines. Unpacks as (label, metrics)."""
+
+    def __init__(
+        self,
+        label: str,
+        metrics: list[dict[str, Any]],
+        replicates: list[list[dict[str, Any]]] | None = None,
+        aggregate: dict[str, Any] | None = None,
+    ) -> None:
+        self.label, self.metrics = label, metrics
+        self.replicates = replicates or []
+        self.aggregate = aggregate
+
+    def __iter__(self) -> Any:
+        return iter((self.label, self.metrics))
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.label, self.metrics)[i]
+
+
+def _as_run(run: Any) -> RunMetrics:
+    return run if isinstance(run, RunMetrics) else RunMetrics(*run)
+
+
+def _line(
+    ax: Any,
+    run: RunMetrics,
+    get: Any,
+    column: str,
+    *,
+    start: int = 0,
+    color: Any = None,
+    label: str | None = None,
+    **style: Any,
+) -> None:
+    """One run's curve of `get` (a metrics.json getter): a line, or for a replicated run the
+    aggregate's mean of `column` (its metrics.csv name) in a shaded interval, over thin lines
+    of the replicates."""
+    style = {"marker": "o", "ms": 3, **style}
+    if not run.replicates or run.aggregate is None:
+        xs, ys = _series(run.metrics, get, start)
+        ax.plot(xs, ys, color=color, label=label, **style)
+        return
+    for metrics in run.replicates:
+        xs, ys = _series(metrics, get, start)
+        ax.plot(xs, ys, color=color, lw=0.5, alpha=0.3, ls="-")
+    xs, mean, lo, hi = [], [], [], []
+    for g in run.aggregate["generations"]:
+        m = g["metrics"].get(column)
+        if g["generation"] < start or m is None or m.get("mean") is None:
+            continue
+        xs.append(g["generation"])
+        mean.append(m["mean"])
+        lo.append(m["lo"])
+        hi.append(m["hi"])
+    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+    n = len(run.replicates)
+    ax.plot(xs, mean, color=color, label=f"{label} (mean of {n}, {_band_name(run)})", **style)
+
+
+def _band_name(run: RunMetrics) -> str:
+    level = round(100 * (run.aggregate or {}).get("level", 0.95))
+    return f"{level}% interval"
+
 
 _STYLES = ["-", "-.", ":", (0, (3, 1, 1, 1, 1, 1))]  # "--" is the corpus truth
 
@@ -191,7 +258,8 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
     plt = _pyplot()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figures: dict[str, bytes] = {}
-    probes = runs[0][1][0].get("probes", []) if runs and runs[0][1] else []
+    runs = [_as_run(r) for r in runs]
+    probes = runs[0].metrics[0].get("probes", []) if runs and runs[0].metrics else []
     for draw in (
         _probes_figure,
         _perplexity_figure,
@@ -275,19 +343,17 @@ def _probes_figure(
                 truth = p0["next"][v].get("truth")
                 if truth is not None:
                     ax.axhline(truth, color=color, ls="--", lw=1, label=f"true p({v!r})")
-                for ri, (label, metrics) in enumerate(runs):
-                    xs, ys = _series(
-                        metrics, lambda m, pi=pi, v=v: m["probes"][pi]["next"][v]["p_hat"], 1
-                    )
-                    name = f"p̂_n({v!r})" + (f" — {label}" if multi else "")
-                    ax.plot(
-                        xs,
-                        ys,
+                for ri, run in enumerate(runs):
+                    name = f"p̂_n({v!r})" + (f" — {run.label}" if multi else "")
+                    _line(
+                        ax,
+                        run,
+                        lambda m, pi=pi, v=v: m["probes"][pi]["next"][v]["p_hat"],
+                        f"probe{pi}_{v.strip() or v}_p_hat",
+                        start=1,
                         color=color,
-                        ls=_STYLES[ri % len(_STYLES)],
-                        marker="o",
-                        ms=3,
                         label=name,
+                        ls=_STYLES[ri % len(_STYLES)],
                     )
             ax.set_title(f"Next-token probabilities after {p0['context']!r}")
             ax.set_xlabel("generation n")
@@ -306,9 +372,11 @@ def _perplexity_figure(
 ) -> None:
     """Figure 3: held-out perplexity per generation."""
     fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
-    for ri, (label, metrics) in enumerate(runs):
-        xs, ys = _series(metrics, lambda m: m["perplexity"], 1)
-        ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+    for ri, run in enumerate(runs):
+        color = colors[ri % len(colors)]
+        _line(
+            ax, run, lambda m: m["perplexity"], "perplexity", start=1, color=color, label=run.label
+        )
     ax.set_xlabel("generation n")
     ax.set_ylabel("perplexity on held-out real stories")
     ax.set_title("Perplexity over generations (Figure 3)")
@@ -327,16 +395,16 @@ def _alpha_figure(
     multi = len(runs) > 1
     if probes:
         fig, ax = plt.subplots(figsize=(6.2, 4), layout="constrained")
-        for ri, (label, metrics) in enumerate(runs):
+        for ri, run in enumerate(runs):
             for pi, p0 in enumerate(probes):
-                xs, ys = _series(metrics, lambda m, pi=pi: m["probes"][pi]["alpha_x_relative"], 1)
-                ax.plot(
-                    xs,
-                    ys,
-                    marker="o",
-                    ms=3,
+                _line(
+                    ax,
+                    run,
+                    lambda m, pi=pi: m["probes"][pi]["alpha_x_relative"],
+                    f"probe{pi}_alpha_x_relative",
+                    start=1,
                     color=colors[(ri * len(probes) + pi) % len(colors)],
-                    label=f"x = {p0['context']!r}" + (f" — {label}" if multi else ""),
+                    label=f"x = {p0['context']!r}" + (f" — {run.label}" if multi else ""),
                 )
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_xlabel("generation n")
@@ -367,9 +435,10 @@ def _diversity_figure(
     ]
     fig, axes = plt.subplots(3, 3, figsize=(13, 9), layout="constrained")
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
-        for ri, (label, metrics) in enumerate(runs):
-            xs, ys = _series(metrics, lambda m, key=key: m["corpus"][key])
-            ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+        for ri, run in enumerate(runs):
+            color = colors[ri % len(colors)]
+            get = lambda m, key=key: m["corpus"][key]  # noqa: E731
+            _line(ax, run, get, f"corpus_{key}", color=color, label=run.label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("generation n (0 = D0)")
     axes[0, 0].legend(fontsize=7)
@@ -386,10 +455,10 @@ def _lengths_figure(
 ) -> None:
     """Story length and end-of-text rate."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
-    for ri, (label, metrics) in enumerate(runs):
+    for ri, run in enumerate(runs):
         for ax, key in zip(axes, ("story_length_mean", "eos_rate"), strict=True):
-            xs, ys = _series(metrics, lambda m, key=key: m["corpus"][key])
-            ax.plot(xs, ys, marker="o", ms=3, color=colors[ri % len(colors)], label=label)
+            get = lambda m, key=key: m["corpus"][key]  # noqa: E731
+            _line(ax, run, get, f"corpus_{key}", color=colors[ri % len(colors)], label=run.label)
     axes[0].set_title("mean story length (tokens)")
     axes[1].set_title("end-of-text tokens per token")
     for ax in axes:
@@ -434,6 +503,57 @@ def bridge_figure(label: str, result: Any) -> bytes | None:
         ax.set_title("minimal α[n] / b[n] (Remark B.1, per generation)", fontsize=10)
         ax.set_xlabel("generation n")
     fig.suptitle(f"Theory next to measurement — {label} ({result.paradigm})")
+    return _png(fig, integer_x=True)
+
+
+def spread_figure(label: str, spread: dict[str, Any]) -> bytes | None:
+    """The theory next to the replicates (aggregate.BridgeSpread, as theory_spread.json has it):
+    per probe, p̂_n(v|x) across replicates (mean, interval) next to the bridge's limit term
+    (mean, interval) and the truth; the replicates' standard deviation of p̂_n(v|x); the
+    real-data weight N_x / y[n] (mean, interval)."""
+    probes = spread.get("probes") or []
+    if not probes:
+        return None
+    plt = _pyplot()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    gens = spread["generations"]
+
+    def band(ax: Any, series: list[dict[str, Any]], color: Any, **style: Any) -> None:
+        ax.fill_between(
+            gens,
+            _nan([s["lo"] for s in series]),
+            _nan([s["hi"] for s in series]),
+            color=color,
+            alpha=0.2,
+            lw=0,
+        )
+        ax.plot(gens, _nan([s["mean"] for s in series]), color=color, **style)
+
+    fig, axes = plt.subplots(
+        len(probes), 3, figsize=(15, 3.8 * len(probes)), squeeze=False, layout="constrained"
+    )
+    level = round(100 * spread.get("level", 0.95))
+    for row, p in zip(axes, probes, strict=True):
+        for ti, t in enumerate(p["tokens"]):
+            color = colors[ti % len(colors)]
+            row[0].axhline(t["truth"], color=color, ls="--", lw=1, label=f"truth p({t['token']!r})")
+            band(row[0], t["p_hat"], color, marker="o", ms=2, label=f"p̂_n({t['token']!r})")
+            band(row[0], t["limit"], color, ls=":", lw=2, label="bridge's limit term")
+            row[1].plot(gens, _nan(t["p_hat_sd"]), color=color, marker="o", ms=2, label=t["token"])
+        row[0].set_ylim(0, 1)
+        row[0].set_title(
+            f"x = {p['context']!r}: mean and {level}% interval over replicates", fontsize=10
+        )
+        row[0].legend(fontsize=7)
+        row[1].set_title("spread of p̂_n(v|x) across replicates (sd)", fontsize=10)
+        row[1].legend(fontsize=7)
+        band(row[2], p["real_data_weight"], colors[0], marker="o", ms=2)
+        _log_scale_if_possible(row[2], [_nan([s["mean"] for s in p["real_data_weight"]])], "—")
+        row[2].set_title("the bridge's real-data weight N_x / y[n]", fontsize=10)
+        for ax in row:
+            ax.set_xlabel("generation n")
+    n = len(spread.get("seeds", []))
+    fig.suptitle(f"Theory next to {n} replicates — {label} ({spread.get('paradigm')})")
     return _png(fig, integer_x=True)
 
 

@@ -64,6 +64,10 @@ _CAPTIONS = {
     "stories kept, a filter's acceptance rate, ToEdit's share of too-predictable tokens, the "
     "resampling detector's held-out AUC. Right: the real share of each training set (D0 and "
     "fresh stories); under Accumulate-Subsample with fresh data it tends to r/(k + r), not 0.",
+    "spread": "Theory next to replicates. Left: p̂_n(v|x) over the replicates (mean and "
+    "interval, solid) against the bridge's limit term estimated from each replicate (dotted) "
+    "and the truth (dashed). Middle: the standard deviation of p̂_n(v|x) across replicates. "
+    "Right: the bridge's real-data weight N_x / y[n], which the proof drives to 0.",
     "theory": "Theory next to measurement. Left: p̂_n(v|x) (solid), Theorem 2.1's error-only "
     "limit term built from the estimated errors (dotted), D0's truth (dashed). Middle: the weight "
     "N_x/y[n] of the real data in p̂_n, which the proof says must vanish. Right: the smallest "
@@ -74,6 +78,10 @@ _CAPTIONS = {
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
+    from lmcollapse.replicates import is_replicated
+
+    if is_replicated(run_dir):
+        return _load_replicated(run_dir)
     layout = RunLayout(run_dir)
     manifest = read_manifest(layout)
     metrics = load_metrics(layout)
@@ -98,13 +106,39 @@ def _load(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _load_replicated(root: Path) -> dict[str, Any]:
+    """A replicated run: its first replicate's files (samples, facts, theory) and every
+    replicate's metrics with their aggregate (aggregate.json, or computed when missing)."""
+    from lmcollapse.aggregate import aggregate_run
+    from lmcollapse.config import to_plain
+    from lmcollapse.replicates import ReplicatedLayout, replicate_dirs
+
+    reps = replicate_dirs(root)
+    if not reps:
+        raise InvalidInput(f"{root} is a replicated run none of whose replicates has started")
+    run = _load(reps[0][1])
+    layout = ReplicatedLayout(root)
+    try:
+        agg = json.loads(layout.aggregate_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        agg = to_plain(aggregate_run(root), json_safe=True)
+    run |= {
+        "dir": root,
+        "label": root.name,
+        "replicates": [(seed, load_metrics(RunLayout(path))) for seed, path in reps],
+        "aggregate": agg,
+        "first_replicate": reps[0][1],
+    }
+    return run
+
+
 def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     """The report's theory section for one run (and its figure), or why there is none."""
     from lmcollapse.bridge import ProbeBridge, from_run
     from lmcollapse.plots import bridge_figure
 
     try:
-        result = from_run(run["dir"])
+        result = from_run(run.get("first_replicate", run["dir"]))
     except InvalidInput as exc:
         return f"<p>No theory comparison: {html.escape(str(exc))}</p>", {}
     except Exception as exc:  # a report must never take a run down with it
@@ -138,6 +172,65 @@ def _bridge(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     return table, figures
 
 
+def _spread(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
+    """A replicated run's theory across replicates (theory_spread.json, or computed when
+    missing): at a few generations, p̂_n(v|x) over the replicates — mean, interval, standard
+    deviation — next to the bridge's limit term; and the figure. Empty when the theory does not
+    cover the run's paradigm."""
+    from lmcollapse.aggregate import bridge_spread
+    from lmcollapse.config import to_plain
+    from lmcollapse.plots import spread_figure
+
+    path = Path(run["dir"]) / "theory_spread.json"
+    try:
+        spread = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        try:
+            spread = to_plain(bridge_spread(run["dir"]), json_safe=True)
+        except InvalidInput:
+            return "", {}
+    gens = spread["generations"]
+    if not spread["probes"] or not gens:
+        return "", {}
+    picks = sorted({0, 1, len(gens) // 4, len(gens) // 2, len(gens) - 1})
+    picks = [i for i in picks if i < len(gens)]
+
+    def cell(s: dict[str, Any]) -> str:
+        if s.get("mean") is None:
+            return "—"
+        if s.get("n", 0) < 2:
+            return _fmt(s["mean"])
+        return f"{_fmt(s['mean'])} [{_fmt(s['lo'])}, {_fmt(s['hi'])}]"
+
+    rows = []
+    for p in spread["probes"]:
+        for t in p["tokens"]:
+            for i in picks:
+                rows.append(
+                    f"<tr><td class='l'>{html.escape(repr(p['context']))}</td>"
+                    f"<td class='l'>{html.escape(repr(t['token']))}</td><td>{gens[i]}</td>"
+                    f"<td>{_fmt(t['truth'])}</td><td>{cell(t['p_hat'][i])}</td>"
+                    f"<td>{_fmt(t['p_hat_sd'][i])}</td><td>{cell(t['limit'][i])}</td></tr>"
+                )
+    level = round(100 * spread.get("level", 0.95))
+    table = (
+        f"<p>The bridge run on each of {len(spread['seeds'])} replicates, which share D0: how far "
+        "the measured p̂_n(v|x) spreads from replicate to replicate, next to Theorem 2.1's limit "
+        "term that the bridge estimates from each single trajectory (both as mean ["
+        f"{level}% interval] over the replicates).</p><table><tr><th class='l'>context x</th>"
+        "<th class='l'>v</th><th>generation</th><th>truth</th><th>p̂_n(v|x)</th>"
+        f"<th>sd across replicates</th><th>limit term</th></tr>{''.join(rows)}</table>"
+    )
+    if spread.get("skipped"):
+        table += (
+            "<p>Without a bridge: "
+            + html.escape("; ".join(f"seed {s}: {why}" for s, why in spread["skipped"].items()))
+            + "</p>"
+        )
+    png = spread_figure(run["label"], spread)
+    return table, ({f"spread-{run['label']}.png": png} if png else {})
+
+
 def _img(png: bytes, name: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     caption = html.escape(
@@ -159,7 +252,85 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return html.escape(str(v))
 
 
+def _replicated_summary(run: dict[str, Any]) -> str:
+    """What happened across a replicated run's replicates: perplexity with its interval at the
+    first and last generation, the collapse onset."""
+    agg = run["aggregate"]
+    gens = [g for g in agg["generations"] if g["generation"] >= 1]
+    level = round(100 * agg["level"])
+    head = (
+        f"<p><b>{html.escape(run['label'])}</b>: {len(agg['seeds'])} replicates (seeds "
+        f"{', '.join(map(str, agg['seeds']))}), sharing D0. "
+    )
+    if not gens:
+        return head + "No generation has finished yet.</p>"
+
+    def ppl(g: dict[str, Any]) -> str:
+        m = g["metrics"].get("perplexity") or {}
+        if m.get("mean") is None:
+            return "—"
+        return f"{_fmt(m['mean'], 2)} [{_fmt(m['lo'], 2)}, {_fmt(m['hi'], 2)}]"
+
+    o = agg["onset"]
+    onset = "did not start within the run in any replicate"
+    if o["collapsed"]:
+        onset = (
+            f"started at generation {_fmt(o['mean'], 1)} [{_fmt(o['lo'], 1)}, "
+            f"{_fmt(o['hi'], 1)}] on average (median {_fmt(o['median'], 1)}) in "
+            f"{o['collapsed']} of {o['replicates']} replicates"
+        )
+    method = {
+        "t": "Student's t",
+        "bootstrap": "percentile bootstrap",
+        "auto": "t below "
+        f"{agg.get('auto_bootstrap_at', 20)} replicates, percentile bootstrap from there",
+    }
+    return head + (
+        f"Held-out perplexity, mean [{level}% interval: {method.get(agg['interval'], '')}]: "
+        f"{ppl(gens[0])} at generation {gens[0]['generation']} → {ppl(gens[-1])} at generation "
+        f"{gens[-1]['generation']} ({gens[-1]['replicates']} replicates there). Collapse "
+        f"(perplexity above {1 + o['tau']:g} × generation 1's) {onset}.</p>"
+    )
+
+
+def _aggregate_table(run: dict[str, Any]) -> str:
+    """Per generation across replicates: mean [interval] of the main metrics, and the method."""
+    cols = [
+        ("perplexity", "perplexity"),
+        ("probe0_alpha_x_relative", "α*_x/N_x"),
+        ("corpus_distinct_2", "distinct-2"),
+        ("corpus_unigram_entropy", "entropy"),
+        ("corpus_tail_mass", "tail mass"),
+    ]
+    head = "".join(f"<th>{html.escape(c)}</th>" for _, c in cols)
+    rows = []
+    for g in run["aggregate"]["generations"]:
+        cells = []
+        method = ""
+        for key, _ in cols:
+            m = g["metrics"].get(key)
+            if not m or m.get("mean") is None:
+                cells.append("<td>—</td>")
+                continue
+            method = method or m.get("method", "")
+            d = 1 if abs(m["mean"]) > 100 else 3
+            cells.append(
+                f"<td>{_fmt(float(m['mean']), d)} [{_fmt(float(m['lo']), d)}, "
+                f"{_fmt(float(m['hi']), d)}]</td>"
+            )
+        rows.append(
+            f"<tr><td>{g['generation']}</td><td>{g['replicates']}</td>{''.join(cells)}"
+            f"<td>{html.escape(method)}</td></tr>"
+        )
+    return (
+        f"<table><tr><th>generation</th><th>replicates</th>{head}<th>interval</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
 def _summary(run: dict[str, Any]) -> str:
+    if "aggregate" in run:
+        return _replicated_summary(run)
     ms = [m for m in run["metrics"] if m["generation"] >= 1]
     if not ms:
         return "<p>No generation has finished yet.</p>"
@@ -279,6 +450,18 @@ def build_html(
         if table:
             body.append(f"<h2>Theory next to measurement: {html.escape(r['label'])}</h2>{table}")
             body += [_img(png, name) for name, png in bridge_pngs.items()]
+        if "aggregate" in r:
+            spread, spread_pngs = _spread(r)
+            if spread:
+                body.append(
+                    f"<h2>Theory next to replicates: {html.escape(r['label'])}</h2>{spread}"
+                )
+                body += [_img(png, name) for name, png in spread_pngs.items()]
+            body.append(
+                f"<h2>Per generation across replicates: {html.escape(r['label'])}</h2>"
+                f"{_aggregate_table(r)}<p>Theory, samples and run facts below are of the first "
+                "replicate; every replicate has its own report in replicates/seed=S/.</p>"
+            )
         body.append(f"<h2>Per generation: {html.escape(r['label'])}</h2>{_metrics_table(r)}")
         body.append(f"<h3>Samples (Table 1)</h3>{_samples(r)}")
         body.append(f"<h3>Run facts</h3>{_facts(r)}")
@@ -290,7 +473,7 @@ def build_html(
 
 def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None = None) -> Path:
     """Render the figures and write the report (and, for one run, figures/*.png too)."""
-    from lmcollapse.plots import run_figures, save_figures
+    from lmcollapse.plots import RunMetrics, run_figures, save_figures
 
     if not run_dirs:
         raise InvalidInput("give at least one run directory")
@@ -311,7 +494,14 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
     labels = [r["label"] for r in runs]
     if len(set(labels)) != len(labels):  # same directory names: use the full paths
         labels = [str(r["dir"]) for r in runs]
-    figures = run_figures([(label, r["metrics"]) for label, r in zip(labels, runs, strict=True)])
+    figures = run_figures(
+        [
+            RunMetrics(
+                label, r["metrics"], [m for _, m in r.get("replicates", [])], r.get("aggregate")
+            )
+            for label, r in zip(labels, runs, strict=True)
+        ]
+    )
     bridges = [_bridge(r) for r in runs]
     for _, pngs in bridges:
         figures.update(pngs)

@@ -32,7 +32,15 @@ RUN_FORMAT = "lmcollapse-run"
 RUN_VERSION = 2
 
 # Keys that may change between invocations of the same run: its length, where it is, the device.
-RESUMABLE_KEYS = {"run.generations", "run.out", "run.device"}
+# what may change when a run is continued: nothing that changes a generation's numbers (the
+# stats section only aggregates replicates)
+RESUMABLE_KEYS = {"run.generations", "run.out", "run.device", "run.jobs"}
+RESUMABLE_SECTIONS = ("stats.",)
+
+
+def resumable(key: str) -> bool:
+    """Whether a config key may differ when a run is continued."""
+    return key in RESUMABLE_KEYS or key.startswith(RESUMABLE_SECTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +243,7 @@ def start_or_resume(
             # nothing generated yet: it continues as a new run (its config is written in full)
             manifest |= {"version": RUN_VERSION, "lmcollapse_version": __version__}
         stored = read_config(layout, manifest)
-        diff = [k for k in differences(to_plain(stored), to_plain(cfg)) if k not in RESUMABLE_KEYS]
+        diff = [k for k in differences(to_plain(stored), to_plain(cfg)) if not resumable(k)]
         if diff:
             raise InvalidInput(
                 f"{root} was run with another config (differs in: {', '.join(diff)}): "

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmcollapse.checks import preflight
 from lmcollapse.config import ExperimentConfig
 from lmcollapse.errors import InvalidInput
-from lmcollapse.pipeline import run
+from lmcollapse.replicates import preflight_experiment
+from lmcollapse.replicates import run_experiment as run
 from lmcollapse.rundir import RunLayout, completed, forget_new_run, missing_dirs, read_manifest
 from lmcollapse.runtime import say
 
@@ -37,7 +37,7 @@ def sweep(
     if root.exists() and not root.is_dir():
         raise InvalidInput(f"sweep directory {root} exists and is not a directory: choose another")
     for label, cfg in configs.items():
-        _value(label, preflight, cfg, root / label, preset)
+        _value(label, preflight_experiment, cfg, root / label, preset)
     made = {label: missing_dirs(root / label) for label in configs}
     new = [label for label in configs if not RunLayout(root / label).manifest.is_file()]
     try:

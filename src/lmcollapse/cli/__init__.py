@@ -78,6 +78,7 @@ def _register() -> None:
     from lmcollapse.cli.config import config, presets
     from lmcollapse.cli.corpus import corpus
     from lmcollapse.cli.run import (
+        compare_cmd,
         probe_cmd,
         report_cmd,
         run_cmd,
@@ -91,6 +92,7 @@ def _register() -> None:
         run_cmd,
         sweep_cmd,
         report_cmd,
+        compare_cmd,
         status_cmd,
         probe_cmd,
         sample_cmd,

@@ -25,6 +25,13 @@ DEFAULT_PRESET = "demo"
     help="auto: continue the run in --out after its last finished generation; never: refuse an "
     "existing run.",
 )
+@click.option(
+    "--replicates",
+    type=int,
+    help="Runs of the experiment sharing D0, differing in run.seed (run.replicates); their "
+    "aggregate has intervals.",
+)
+@click.option("--jobs", type=int, help="Replicates run at once, sharing the cores (run.jobs).")
 @click.option("--quiet", is_flag=True, help="No progress bars (the log file is still written).")
 def run_cmd(
     preset: str | None,
@@ -32,6 +39,8 @@ def run_cmd(
     sets: tuple[str, ...],
     out: str | None,
     resume: str,
+    replicates: int | None,
+    jobs: int | None,
     quiet: bool,
 ) -> None:
     """Run the recursive-training experiment (default: the demo preset on this machine).
@@ -41,13 +50,14 @@ def run_cmd(
     """
     from lmcollapse.config import ExperimentConfig, resolve
     from lmcollapse.inspect import run_summary_lines
-    from lmcollapse.pipeline import run
+    from lmcollapse.replicates import run_experiment
 
     if out is not None and not out.strip():
         raise InvalidInput("--out is empty: name a run directory")
     name = DEFAULT_PRESET if preset is None and config_file is None else preset
+    sets = (*sets, *_replicate_sets(replicates, jobs))
     cfg = resolve(ExperimentConfig, preset=name, config=config_file, overrides=sets)
-    root = run(cfg, out, preset=name, resume=resume, progress=not quiet)
+    root = run_experiment(cfg, out, preset=name, resume=resume, progress=not quiet)
     _echo(run_summary_lines(root))
 
 
@@ -55,6 +65,13 @@ def run_cmd(
 @click.argument("assignment", metavar="KEY=V1,V2,...")
 @experiment_config_options
 @click.option("--out", help="Sweep directory (default runs/sweep-<KEY>); a run per value inside.")
+@click.option(
+    "--replicates",
+    type=int,
+    help="Runs of each value sharing D0, differing in run.seed (run.replicates); their "
+    "aggregate has intervals.",
+)
+@click.option("--jobs", type=int, help="Replicates run at once, sharing the cores (run.jobs).")
 @click.option("--quiet", is_flag=True, help="No progress bars (each run's log is still written).")
 def sweep_cmd(
     assignment: str,
@@ -62,6 +79,8 @@ def sweep_cmd(
     config_file: Path | None,
     sets: tuple[str, ...],
     out: str | None,
+    replicates: int | None,
+    jobs: int | None,
     quiet: bool,
 ) -> None:
     """Run one experiment per value of a config key, then one report overlaying them.
@@ -82,6 +101,7 @@ def sweep_cmd(
     if len(set(vals)) != len(vals):
         raise InvalidInput(f"sweep {assignment!r}: a value is repeated")
     key = key.strip()
+    sets = (*sets, *_replicate_sets(replicates, jobs))
     name = DEFAULT_PRESET if preset is None and config_file is None else preset
     configs = {  # every config resolved and validated before anything runs
         f"{key}={v}".replace("/", "_"): resolve(
@@ -107,6 +127,43 @@ def report_cmd(runs: tuple[Path, ...], out: Path) -> None:
         raise InvalidInput(f"--out {out} is a directory: give a file name such as report.html")
     write_report(list(runs), out)
     click.echo(str(out))
+
+
+@click.command("compare", context_settings=CONTEXT_SETTINGS)
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--metric", default="perplexity", show_default=True, help="A metrics.csv column.")
+@click.option(
+    "--test",
+    type=click.Choice(["welch", "permutation"]),
+    default="welch",
+    show_default=True,
+    help="welch: Welch's t-test; permutation: the exact permutation test of the mean "
+    "difference (its p cannot go below 2/C(n_A + n_B, n_A)).",
+)
+@click.option("--figure", type=click.Path(path_type=Path), help="Also write the figure (PNG).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def compare_cmd(
+    run_a: Path, run_b: Path, metric: str, test: str, figure: Path | None, as_json: bool
+) -> None:
+    """Per generation, A − B of two replicated runs: interval, p-value, Holm-corrected."""
+    from lmcollapse.artifacts import atomic_path
+    from lmcollapse.compare import compare_runs, comparison_figure, comparison_lines, to_json
+    from lmcollapse.replicates import index_config, read_index
+
+    st = index_config(read_index(run_a)).stats if (run_a / "replicates.json").is_file() else None
+    level = st.level if st else 0.95
+    c = compare_runs(run_a, run_b, metric, test, level, st.resamples if st else 10_000)
+    if figure is not None:
+        if figure.is_dir():
+            raise InvalidInput(f"--figure {figure} is a directory: give a file name such as a.png")
+        png = comparison_figure(c)
+        with atomic_path(figure) as tmp:
+            tmp.write_bytes(png)
+    if as_json:
+        click.echo(json.dumps(to_json(c), indent=1))
+        return
+    _echo(comparison_lines(c) + ([f"figure: {figure}"] if figure else []))
 
 
 @click.command("status", context_settings=CONTEXT_SETTINGS)
@@ -171,6 +228,20 @@ def sample_cmd(
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
     _echo(sample_lines(result))
+
+
+def _replicate_sets(replicates: int | None, jobs: int | None) -> list[str]:
+    """--replicates and --jobs as the overrides they stand for (applied after --set)."""
+    out = []
+    for flag, key, value in (
+        ("--replicates", "run.replicates", replicates),
+        ("--jobs", "run.jobs", jobs),
+    ):
+        if value is not None:
+            if value < 1:
+                raise InvalidInput(f"{flag} must be >= 1, got {value}")
+            out.append(f"{key}={value}")
+    return out
 
 
 def _echo(lines: list[str]) -> None:

@@ -33,6 +33,7 @@ from lmcollapse.config.experiment import (
     SamplingConfig,
     TrainingConfig,
 )
+from lmcollapse.config.stats import StatsConfig
 from lmcollapse.config.theory import ErrorSpec, TheoryConfig, TheoryProbe
 from lmcollapse.errors import ConfigError
 
@@ -48,6 +49,7 @@ __all__ = [
     "ProbeConfig",
     "RunConfig",
     "SamplingConfig",
+    "StatsConfig",
     "TheoryConfig",
     "TheoryProbe",
     "TrainingConfig",

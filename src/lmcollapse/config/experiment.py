@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lmcollapse.config.curation import CurationConfig, curation_cross_checks
+from lmcollapse.config.stats import StatsConfig
 from lmcollapse.paradigms import FRESH, check_fresh, check_rate, check_share
 
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
@@ -415,7 +416,14 @@ class RunConfig:
     generations: int = 40
     """Generations to train (40 in the paper); generation 1 trains on D0."""
     seed: int = 0
-    """The seed every random choice derives from (data split, init, sampling)."""
+    """The seed every random choice derives from (data split, init, sampling); replicate i of
+    a replicated run has seed + i."""
+    replicates: int = 1
+    """Runs of the experiment that share D0 (data.seed) and differ in run.seed, each a run
+    directory under RUN/replicates/seed=S/, aggregated into RUN/aggregate.csv (1: one run in
+    RUN itself). A larger number adds replicates to a replicated run."""
+    jobs: int = 1
+    """Replicates run at once, in their own processes, the cores shared among them."""
     out: str | None = None
     """Run directory (null: runs/<preset name>)."""
     device: str = "auto"
@@ -424,8 +432,9 @@ class RunConfig:
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("generations", self.generations, 1)
-        if not 0 <= self.seed < 2**63:  # what every random generator downstream takes
-            out.append(f"seed: must be in [0, 2^63), got {self.seed}")
+        out += _at_least("replicates", self.replicates, 1) + _at_least("jobs", self.jobs, 1)
+        if not 0 <= self.seed <= 2**63 - self.replicates:  # every random generator takes it
+            out.append(f"seed: must be in [0, 2^63 - run.replicates], got {self.seed}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             out.append(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
         return out
@@ -450,7 +459,9 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     """Perplexity, probes and samples."""
     run: RunConfig = field(default_factory=RunConfig)
-    """Generations, seed, output."""
+    """Generations, seed, replicates, output."""
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    """Intervals across replicates, and the collapse onset."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""

@@ -1,0 +1,414 @@
+"""Replicated runs (issue 14): N runs of one experiment that share D0 and differ in run.seed,
+aggregated generation by generation, so every curve has its interval.
+
+    RUN/replicates.json          the replicated run: its config, seeds, status (format 1)
+    RUN/config.yaml              the resolved config (run.replicates = N)
+    RUN/replicates/seed=S/       replicate S: a run directory of its own (resumable as any)
+    RUN/aggregate.csv            per generation, every numeric metric m: m_mean, m_lo, m_hi, m_n
+    RUN/aggregate.json           the same with the interval method, and the collapse onset
+    RUN/theory_spread.json, .csv p̂_n(v|x) across replicates next to the bridge's estimates
+    RUN/report.html, figures/    bands: mean, interval, thin replicate lines
+
+Replicate i has seed run.seed + i. The first one prepares D0; the others get its prepared data
+as hard links (a copy where the file system has none), so D0 is shared byte for byte and
+prepared once. A finished replicate is not run again; a larger run.replicates adds replicates;
+more generations continue them all. `run.jobs` runs replicates in parallel processes, the cores
+shared out among them (each process's torch threads, so they never oversubscribe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmcollapse.artifacts import atomic_write_json, atomic_write_text
+from lmcollapse.config import ExperimentConfig, differences, dump_yaml, from_plain, to_plain
+from lmcollapse.errors import InvalidInput
+from lmcollapse.runtime import say
+
+INDEX = "replicates.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ReplicatedLayout:
+    """Where a replicated run's files live."""
+
+    root: Path
+
+    @property
+    def index(self) -> Path:
+        return self.root / INDEX
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def aggregate_csv(self) -> Path:
+        return self.root / "aggregate.csv"
+
+    @property
+    def aggregate_json(self) -> Path:
+        return self.root / "aggregate.json"
+
+    @property
+    def spread_json(self) -> Path:
+        return self.root / "theory_spread.json"
+
+    @property
+    def spread_csv(self) -> Path:
+        return self.root / "theory_spread.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "replicates.lock"
+
+    def replicate(self, seed: int) -> Path:
+        return self.root / "replicates" / f"seed={seed}"
+
+
+def is_replicated(path: str | Path) -> bool:
+    """Whether `path` is a replicated run (it has replicates.json)."""
+    return (Path(path) / INDEX).is_file()
+
+
+def seeds(cfg: ExperimentConfig) -> list[int]:
+    """The replicates' seeds: run.seed, run.seed + 1, ..."""
+    return [cfg.run.seed + i for i in range(cfg.run.replicates)]
+
+
+def replicate_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """Replicate `seed`'s config: the experiment's, one run of that seed."""
+    run = dataclasses.replace(cfg.run, seed=seed, replicates=1, jobs=1, out=None)
+    return dataclasses.replace(cfg, run=run)
+
+
+def read_index(root: str | Path) -> dict[str, Any]:
+    """replicates.json of a replicated run; a one-line error for anything else."""
+    import json
+
+    layout = ReplicatedLayout(Path(root))
+    if not layout.index.is_file():
+        raise InvalidInput(
+            f"{root} is not a replicated run (no {INDEX}): run it with --replicates N"
+        )
+    try:
+        index = json.loads(layout.index.read_text(encoding="utf-8"))
+        ok = index.get("format") == FORMAT and isinstance(index.get("seeds"), list)
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise InvalidInput(
+            f"{layout.index} is damaged or of another format: restore it, or rerun into a new --out"
+        )
+    return index
+
+
+def index_config(index: dict[str, Any]) -> ExperimentConfig:
+    """The config a replicated run was started with."""
+    return from_plain(ExperimentConfig, index["config"])
+
+
+def replicate_dirs(root: str | Path) -> list[tuple[int, Path]]:
+    """(seed, directory) of every replicate the run has started, in seed order."""
+    layout = ReplicatedLayout(Path(root))
+    out = []
+    for seed in read_index(root)["seeds"]:
+        path = layout.replicate(int(seed))
+        if (path / "manifest.json").is_file():
+            out.append((int(seed), path))
+    return out
+
+
+def _check_resumable(root: Path, cfg: ExperimentConfig, resume: str) -> dict[str, Any] | None:
+    """The existing index of a replicated run in `root` that cfg may continue (None: new)."""
+    from lmcollapse.rundir import resumable
+
+    if (root / "manifest.json").is_file():
+        raise InvalidInput(
+            f"{root} is a run of one seed, not a replicated run: give another --out for "
+            f"--replicates {cfg.run.replicates}"
+        )
+    if not (root / INDEX).is_file():
+        return None
+    if resume == "never":
+        raise InvalidInput(f"{root} already holds a replicated run (--resume never)")
+    index = read_index(root)
+    stored = index_config(index)
+    diff = [
+        k
+        for k in differences(to_plain(stored), to_plain(cfg))
+        if not resumable(k) and k != "run.replicates"
+    ]
+    if diff:
+        raise InvalidInput(
+            f"{root} was run with another config (differs in: {', '.join(diff)}): rerun with "
+            "the same config, or use another --out"
+        )
+    return index
+
+
+def share_data(src: Path, dst: Path) -> None:
+    """dst as a copy of the prepared data in src, file by file as hard links (a plain copy
+    across file systems): the same bytes, no second preparation, no space. Written files are
+    always replaced, never changed in place, so no replicate's write reaches another's."""
+    if dst.exists():
+        return
+    tmp = dst.with_name(f".{dst.name}.sharing.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for parent, _dirs, files in os.walk(src):
+        target = tmp / Path(parent).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if name.endswith(".tmp") or name == ".prepare.json":
+                continue
+            try:
+                os.link(Path(parent) / name, target / name)
+            except OSError:
+                shutil.copy2(Path(parent) / name, target / name)
+    tmp.rename(dst)
+
+
+def experiment_config(cfg: ExperimentConfig, root: Path) -> ExperimentConfig:
+    """cfg as it applies to `root`: continuing a replicated run without --replicates continues
+    all of its replicates."""
+    if cfg.run.replicates == 1 and is_replicated(root):
+        index = read_index(root)
+        n = max(index_config(index).run.replicates, len(index["seeds"]))
+        return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, replicates=n))
+    return cfg
+
+
+def replicated(cfg: ExperimentConfig, root: Path) -> bool:
+    """Whether cfg runs into `root` as a replicated run."""
+    return cfg.run.replicates > 1 or is_replicated(root)
+
+
+def preflight_experiment(
+    cfg: ExperimentConfig, root: Path, preset: str | None = None, resume: str = "auto"
+) -> dict[str, Any] | None:
+    """Every check of a run, replicated or not, that needs neither its data nor a write (for a
+    replicated run, of every replicate); a replicated run's existing index, if any."""
+    from lmcollapse.checks import preflight
+
+    cfg = experiment_config(cfg, root)
+    if not replicated(cfg, root):
+        preflight(cfg, root, preset, resume)
+        return None
+    index = _check_resumable(root, cfg, resume)
+    layout = ReplicatedLayout(root)
+    for s in seeds(cfg):
+        preflight(replicate_config(cfg, s), layout.replicate(s), preset, "auto")
+    return index
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    set_up_only: bool = False,
+) -> Path:
+    """`lmcollapse run`: one run (pipeline.run), or a replicated run when run.replicates > 1
+    or `out` holds one."""
+    from lmcollapse.config import validate
+    from lmcollapse.pipeline import run
+    from lmcollapse.rundir import default_out
+
+    cfg = validate(cfg)
+    root = Path(out or cfg.run.out or default_out(preset))
+    cfg = experiment_config(cfg, root)
+    if not replicated(cfg, root):
+        return run(
+            cfg, root, preset=preset, resume=resume, progress=progress, set_up_only=set_up_only
+        )
+    return run_replicated(
+        cfg, root, preset=preset, resume=resume, progress=progress, set_up_only=set_up_only
+    )
+
+
+def run_replicated(
+    cfg: ExperimentConfig,
+    out: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    set_up_only: bool = False,
+) -> Path:
+    """Run (or continue) every replicate, then aggregate and report them; returns RUN."""
+    from lmcollapse.config import validate
+    from lmcollapse.pipeline import run
+    from lmcollapse.rundir import RunLock, default_out, forget_new_run, missing_dirs
+
+    cfg = validate(cfg)
+    root = Path(out or cfg.run.out or default_out(preset))
+    layout = ReplicatedLayout(root)
+    index = preflight_experiment(cfg, root, preset, resume)
+    todo = seeds(cfg)
+    known = [] if index is None else [int(s) for s in index["seeds"]]
+    all_seeds = known + [s for s in todo if s not in known]
+    made, new = missing_dirs(root), index is None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create run directory {root}: {exc.strerror}") from None
+    with RunLock(layout.lock):
+        try:
+            _write_index(layout, cfg, all_seeds, preset, "running")
+            first = layout.replicate(todo[0])
+            run(
+                replicate_config(cfg, todo[0]),
+                first,
+                preset=preset,
+                progress=progress,
+                set_up_only=True,
+            )
+            if set_up_only:
+                return root
+            _run_all(cfg, layout, todo, preset, progress, first / "data")
+        except InvalidInput:
+            if new and not any(_finished_generations(layout.replicate(s)) for s in todo):
+                forget_new_run(root, made)  # bad input for a new run: leave nothing
+            raise
+        write_outputs(root)
+        done = all(_finished_generations(layout.replicate(s)) >= cfg.run.generations for s in todo)
+        _write_index(layout, cfg, all_seeds, preset, "complete" if done else "running")
+    say(f"done: {layout.report}", progress)
+    return root
+
+
+def _write_index(
+    layout: ReplicatedLayout, cfg: ExperimentConfig, all_seeds: list[int], preset: Any, status: str
+) -> None:
+    from lmcollapse.rundir import now
+
+    old: dict[str, Any] = {}
+    if layout.index.is_file():
+        old = read_index(layout.root)
+    index = {
+        "format": FORMAT,
+        "kind": "lmcollapse replicated run",
+        "created": old.get("created", now()),
+        "updated": now(),
+        "preset": preset if preset is not None else old.get("preset"),
+        "seeds": all_seeds,
+        "status": status,
+        "config": to_plain(cfg),
+    }
+    atomic_write_text(layout.config, dump_yaml(cfg))
+    atomic_write_json(layout.index, index)
+
+
+def _finished_generations(path: Path) -> int:
+    """How many generations a replicate has finished (0: none, or not started)."""
+    from lmcollapse.rundir import RunLayout, completed, read_manifest
+
+    rl = RunLayout(path)
+    if not rl.manifest.is_file():
+        return 0
+    try:
+        return len(completed(read_manifest(rl), rl))
+    except InvalidInput:
+        return 0
+
+
+def _run_all(
+    cfg: ExperimentConfig,
+    layout: ReplicatedLayout,
+    todo: list[int],
+    preset: str | None,
+    progress: bool,
+    data: Path,
+) -> None:
+    """Every unfinished replicate (D0 shared from `data`): one after another, or run.jobs at
+    once."""
+    from lmcollapse.pipeline import run
+
+    left = [s for s in todo if _finished_generations(layout.replicate(s)) < cfg.run.generations]
+    jobs = min(cfg.run.jobs, len(left))
+    if jobs <= 1:
+        for i, s in enumerate(left, 1):
+            say(f"replicate seed={s} ({i}/{len(left)} to run)", progress)
+            out = layout.replicate(s)
+            run(replicate_config(cfg, s), out, preset=preset, progress=progress, data_from=data)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    say(f"running {len(left)} replicates, {jobs} at once ({threads} thread(s) each)", progress)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_share_cores, initargs=(threads,)
+    ) as pool:
+        futures = [
+            pool.submit(_run_one, replicate_config(cfg, s), layout.replicate(s), preset, data)
+            for s in left
+        ]
+        for f in futures:
+            f.result()  # the first replicate's error, once every replicate has stopped
+
+
+def _share_cores(threads: int) -> None:
+    """A replicate process's share of the cores: its torch and OpenMP threads."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_one(cfg: ExperimentConfig, out: Path, preset: str | None, data: Path) -> str:
+    from lmcollapse.pipeline import run
+
+    return str(run(cfg, out, preset=preset, progress=False, data_from=data))
+
+
+def write_outputs(root: str | Path) -> None:
+    """aggregate.csv, aggregate.json, theory_spread.json/.csv (paradigms the theory covers),
+    figures/ and report.html from the replicates' files."""
+    from lmcollapse.aggregate import aggregate_run, bridge_spread
+    from lmcollapse.artifacts import csv_text
+    from lmcollapse.bridge import BRIDGE_PARADIGMS
+    from lmcollapse.report import write_report
+
+    layout = ReplicatedLayout(Path(root))
+    agg = aggregate_run(layout.root)
+    atomic_write_text(layout.aggregate_csv, csv_text(agg.rows()))
+    atomic_write_json(layout.aggregate_json, to_plain(agg, json_safe=True))
+    if index_config(read_index(layout.root)).paradigm.name in BRIDGE_PARADIGMS:
+        spread = bridge_spread(layout.root)
+        atomic_write_json(layout.spread_json, to_plain(spread, json_safe=True))
+        atomic_write_text(layout.spread_csv, csv_text(spread.rows()))
+    write_report([layout.root], layout.report, figures_dir=layout.figures)
+
+
+__all__ = [
+    "INDEX",
+    "ReplicatedLayout",
+    "is_replicated",
+    "preflight_experiment",
+    "read_index",
+    "replicate_config",
+    "replicate_dirs",
+    "run_experiment",
+    "run_replicated",
+    "seeds",
+    "share_data",
+    "write_outputs",
+]
