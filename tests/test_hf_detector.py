@@ -97,6 +97,54 @@ def test_the_machine_label_is_named_found_or_refused() -> None:
         machine_label({0: "a", 1: "b"}, "bot", "d")
     with pytest.raises(InvalidInput, match="1 label"):
         machine_label({0: "machine"}, None, "d")
+    for unclear in ({0: "human", 1: "not ai"}, {0: "LABEL_1", 1: "LABEL_0"}, {0: "a", 1: "b"}):
+        with pytest.raises(InvalidInput, match="cannot tell which"):  # never a silent inversion
+            machine_label(unclear, None, "d")
+
+
+def test_a_default_labelled_classifier_is_read_as_transformers_completes_it(
+    tmp_path: Path,
+) -> None:
+    """save_pretrained leaves the default LABEL_0/LABEL_1 out of config.json: still class 1."""
+    from lmcollapse.config import ExperimentConfig, resolve
+    from lmcollapse.curation.hf_detector import HFDetector, check_detector
+
+    clf = _classifier(tmp_path / "clf", ["a b c"], {0: "LABEL_0", 1: "LABEL_1"})
+    cfg = resolve(
+        ExperimentConfig,
+        preset="ngram-demo",
+        overrides=["curation.name=resample", f"curation.detector={clf}"],
+    )
+    check_detector(cfg)
+    det = HFDetector.load(str(clf), None)
+    assert (det.machine, det.label, det.guessed) == (1, "LABEL_1", True)
+    named = HFDetector.load(str(clf), "LABEL_0")
+    assert (named.machine, named.guessed) == (0, False)
+    (clf / "model.safetensors").unlink()
+    with pytest.raises(InvalidInput, match="holds no weights"):
+        check_detector(cfg)
+
+
+def test_a_guessed_label_that_ranks_d0_as_machine_made_is_refused_as_inverted() -> None:
+    from types import SimpleNamespace
+
+    from lmcollapse.curation.hf_detector import HFDetector, hf_log_weights
+
+    class Backwards(HFDetector):
+        def log_human(self, store, indices, tok):  # D0 looks machine-made, the pool human
+            p_machine = 0.9 if store.name == "d0" else 0.1
+            return np.full(len(indices), math.log1p(-p_machine)) + 1e-3 * np.arange(len(indices))
+
+    real = SimpleNamespace(name="d0", num_stories=50)
+    pool = SimpleNamespace(name="pool", num_stories=60)
+    guessed = Backwards(None, None, 1, 24, "LABEL_1", guessed=True)
+    with pytest.raises(
+        InvalidInput, match=r"AUC 0\.00\): it looks inverted; set curation.detector_label"
+    ):
+        hf_log_weights(guessed, real, pool, None, max_stories=100, seed=0)
+    named = Backwards(None, None, 1, 24, "LABEL_1", guessed=False)  # the user said so: kept
+    _, auc = hf_log_weights(named, real, pool, None, max_stories=100, seed=0)
+    assert auc == 0.0
 
 
 def test_a_classifier_detector_weighs_s_n_by_its_confidence(
@@ -119,6 +167,7 @@ def test_a_classifier_detector_weighs_s_n_by_its_confidence(
     assert done.returncode == 0, done.stderr
     rec = json.loads((out / "gen_001" / "metrics.json").read_text())["curation"]
     assert rec["score"] == "detector-confidence" and 0 <= rec["detector_auc"] <= 1
+    assert rec["detector_label"] == "machine"
 
     _, pool = _pool(out, 1.5, tmp_path / "pool")
     texts = _stories(pool, tok)
@@ -142,12 +191,18 @@ def test_a_classifier_detector_weighs_s_n_by_its_confidence(
 def test_a_detector_that_is_not_a_classifier_is_refused_before_training(tmp_path: Path) -> None:
     lm = tmp_path / "lm"
     lm.mkdir()
-    (lm / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    (lm / "config.json").write_text(
+        json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]})
+    )
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{")
     unnamed = tmp_path / "unnamed"
     unnamed.mkdir()
     (unnamed / "config.json").write_text(
         json.dumps(
             {
+                "model_type": "bert",
                 "architectures": ["BertForSequenceClassification"],
                 "id2label": {"0": "positive", "1": "negative"},
             }
@@ -157,10 +212,11 @@ def test_a_detector_that_is_not_a_classifier_is_refused_before_training(tmp_path
     for path, message in (
         (lm, "is a GPT2LMHeadModel, not a sequence classifier"),
         (unnamed, "cannot tell which of its labels (positive, negative)"),
-        (tmp_path / "missing", "is neither a model directory nor a hub model"),
+        (damaged, "is not a model directory (its config.json does not load"),
+        (tmp_path / "missing", "is not a model directory (nor a hub model"),
     ):
         out = tmp_path / f"run-{path.name}"
         done = lmc("run", "--quiet", "--out", str(out), *base, "--set", f"curation.detector={path}")
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
-        assert not (out / "gen_001").exists()
+        assert not out.exists()  # refused before anything is written, let alone trained

@@ -205,6 +205,7 @@ class CurationResult(_Plain):
     changed_share: float | None = field(default=None, metadata=OMIT_NONE)  # drawn differently
     deleted_share: float | None = field(default=None, metadata=OMIT_NONE)
     detector_auc: float | None = field(default=None, metadata=OMIT_NONE)  # held-out
+    detector_label: str | None = field(default=None, metadata=OMIT_NONE)  # curation.detector's
     repeated_share: float | None = field(default=None, metadata=OMIT_NONE)  # drawn again
     seconds: float = 0.0  # scoring, choosing and writing (not sampling: the stage's whole time,
     # later pools' sampling included, is the generation's seconds.curate)
@@ -212,7 +213,9 @@ class CurationResult(_Plain):
     def columns(self) -> dict[str, Any]:
         """metrics.csv's curation_* columns (the numbers; the strategy is the config's)."""
         return {
-            f"curation_{k}": v for k, v in to_plain(self).items() if k not in ("strategy", "score")
+            f"curation_{k}": v
+            for k, v in to_plain(self).items()
+            if k not in ("strategy", "score", "detector_label")
         }
 
     @classmethod

@@ -6,14 +6,15 @@ classifier: its own tokenizer, truncated from the left (a story's end is kept), 
 conf = softmax(logits)[machine label] — class 1 in their code. Here the stories are decoded with
 the run's tokenizer and re-encoded with the classifier's; which label means machine-made is
 curation.detector_label, or read from the classifier's id2label (a label naming machine, AI,
-generated, fake, ... text; of two unnamed labels LABEL_0/LABEL_1, class 1 as theirs).
+generated, fake, ... text and no negation or human/real; of the two unnamed labels
+LABEL_0/LABEL_1, class 1 as theirs). A guessed label whose AUC on D0 against the pool is below
+INVERTED_AUC is refused as inverted; metrics.json records the label used.
 log(1 − conf) is computed from the logits as logsumexp(other labels) − logsumexp(all), exact
 where conf rounds to 1, so a weight (1 − conf)^γ never underflows to a spurious 0.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +28,16 @@ from lmcollapse.errors import InvalidInput
 MACHINE_WORDS = frozenset(
     {"machine", "generated", "fake", "ai", "synthetic", "artificial", "chatgpt", "gpt", "llm"}
 )
+NOT_MACHINE_WORDS = frozenset({"not", "non", "no", "human", "real", "original", "authentic"})
+INVERTED_AUC = 0.4  # a guessed machine label this far below chance is the other way round
 MAX_LENGTH = 512  # classifier tokens per story at most (fewer where its positions end sooner)
 BATCH = 32  # stories per forward pass (sorted by length: little padding)
 
 
 def machine_label(id2label: dict[Any, Any], name: str | None, spec: str) -> int:
     """The index of the classifier's machine-made label: the one named `name`, else the one
-    whose name says so, else class 1 of two unnamed labels (Drayson et al.'s convention)."""
+    whose name says so (and nothing against it: "not AI" is human), else class 1 of exactly the
+    unnamed labels LABEL_0, LABEL_1 (Drayson et al.'s convention)."""
     labels = {int(k): str(v) for k, v in id2label.items()}
     shown = ", ".join(labels[i] for i in sorted(labels))
     if len(labels) < 2:
@@ -49,15 +53,11 @@ def machine_label(id2label: dict[Any, Any], name: str | None, spec: str) -> int:
                 "of its labels"
             )
         return hits[0]
-    hits = [
-        i
-        for i, lab in labels.items()
-        if MACHINE_WORDS.intersection(re.split(r"[^a-z0-9]+", lab.lower()))
-    ]
+    words = {i: set(re.split(r"[^a-z0-9]+", lab.lower())) for i, lab in labels.items()}
+    hits = [i for i, w in words.items() if MACHINE_WORDS & w and not NOT_MACHINE_WORDS & w]
     if len(hits) == 1:
         return hits[0]
-    unnamed = all(re.fullmatch(r"label_\d+", lab.lower()) for lab in labels.values())
-    if sorted(labels) == [0, 1] and unnamed:
+    if {i: lab.lower() for i, lab in labels.items()} == {0: "label_0", 1: "label_1"}:
         return 1
     raise InvalidInput(
         f"curation.detector {spec}: cannot tell which of its labels ({shown}) means "
@@ -65,25 +65,49 @@ def machine_label(id2label: dict[Any, Any], name: str | None, spec: str) -> int:
     )
 
 
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # or their sharded indexes (.index.json)
+
+
 def detector_config(spec: str) -> dict[str, Any]:
-    """The classifier's config.json, read without its weights (a directory or the hub)."""
-    if Path(spec).is_dir():
-        path = Path(spec) / "config.json"
-        if not path.is_file():
-            raise InvalidInput(
-                f"curation.detector {spec} has no config.json: give a Hugging Face sequence "
-                "classifier's directory or hub name"
-            )
-        return json.loads(path.read_text(encoding="utf-8"))
+    """The classifier's config, read without its weights (a directory or the hub), as
+    transformers completes it (a saved config leaves out the default LABEL_0/LABEL_1)."""
     from transformers import AutoConfig
 
+    if Path(spec).is_dir() and not (Path(spec) / "config.json").is_file():
+        raise InvalidInput(
+            f"curation.detector {spec} has no config.json: give a Hugging Face sequence "
+            "classifier's directory or hub name"
+        )
     try:
         return AutoConfig.from_pretrained(spec).to_dict()
-    except (OSError, ValueError):
+    except Exception as exc:  # OSError, ValueError, a damaged JSON, a missing dependency
+        where = "its config.json does not load" if Path(spec).is_dir() else "nor a hub model"
         raise InvalidInput(
-            f"curation.detector {spec!r} is neither a model directory nor a hub model that "
-            "loads: give a sequence classifier's directory or hub name"
+            f"curation.detector {spec!r} is not a model directory ({where}: "
+            f"{exc.__class__.__name__}): give a sequence classifier's directory or hub name"
         ) from None
+
+
+def _tokenizer(spec: str) -> Any:
+    """The classifier's tokenizer, padding with eos where it has no pad token (as the authors
+    do for GPT-style ones)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(spec)
+    except Exception as exc:  # OSError, ValueError, a missing dependency such as sentencepiece
+        raise InvalidInput(
+            f"curation.detector {spec!r}: its tokenizer does not load ({exc.__class__.__name__}"
+            "): save the tokenizer next to the classifier"
+        ) from None
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise InvalidInput(
+                f"curation.detector {spec}: its tokenizer has neither a pad nor an eos token to "
+                "pad batches with: give a tokenizer with a pad_token"
+            )
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def check_detector(cfg: Any) -> None:
@@ -100,6 +124,14 @@ def check_detector(cfg: Any) -> None:
             "give an AutoModelForSequenceClassification checkpoint"
         )
     machine_label(meta.get("id2label") or {}, c.detector_label, c.detector)
+    if Path(c.detector).is_dir():
+        names = [w for w in WEIGHTS for w in (w, w + ".index.json")]
+        if not any((Path(c.detector) / w).is_file() for w in names):
+            raise InvalidInput(
+                f"curation.detector {c.detector} holds no weights ({' or '.join(WEIGHTS)}): "
+                "save the classifier with save_pretrained"
+            )
+    _tokenizer(c.detector)
 
 
 @dataclass
@@ -110,27 +142,22 @@ class HFDetector:
     tokenizer: Any
     machine: int  # the machine-made label's index
     max_length: int
+    label: str = ""  # the machine-made label's name
+    guessed: bool = False  # unnamed labels LABEL_0/LABEL_1, class 1 taken for machine-made
 
     @classmethod
     def load(cls, spec: str, label: str | None, device: Any = None) -> HFDetector:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
+        tok = _tokenizer(spec)
         try:
-            tok = AutoTokenizer.from_pretrained(spec)
             model = AutoModelForSequenceClassification.from_pretrained(spec)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, ValueError, a missing dependency
             raise InvalidInput(
-                f"curation.detector {spec!r} does not load as a sequence classifier with its "
-                f"tokenizer ({exc.__class__.__name__}): give a directory holding both, or a hub "
-                "name"
+                f"curation.detector {spec!r} does not load as a sequence classifier "
+                f"({exc.__class__.__name__}): give a directory holding one, or a hub name"
             ) from None
-        if tok.pad_token is None:  # GPT-style tokenizers have none; pad = eos (as the authors)
-            if tok.eos_token is None:
-                raise InvalidInput(
-                    f"curation.detector {spec}: its tokenizer has neither a pad nor an eos "
-                    "token to pad batches with: give a tokenizer with a pad_token"
-                )
-            tok.pad_token = tok.eos_token
+        model = model.float()  # whatever the checkpoint's dtype: γ = 10 amplifies logit rounding
         model.config.pad_token_id = tok.pad_token_id
         tok.truncation_side = "left"
         tok.padding_side = "right"
@@ -142,7 +169,10 @@ class HFDetector:
         model.eval()
         if device is not None:
             model.to(device)
-        return cls(model, tok, machine, int(min(limits)))
+        labels = {int(k): str(v).lower() for k, v in model.config.id2label.items()}
+        guessed = label is None and labels == {0: "label_0", 1: "label_1"}
+        name = str(model.config.id2label[machine])
+        return cls(model, tok, machine, int(min(limits)), name, guessed)
 
     def log_human_texts(self, texts: list[str]) -> NDArray[np.float64]:
         """log(1 − P(machine-made)) of each text, batched by length."""
@@ -197,6 +227,12 @@ def hf_log_weights(
     pool_idx = rng.choice(pool.num_stories, m, replace=False)
     conf = -np.expm1(np.concatenate([detector.log_human(real, real_idx, tok), log_human[pool_idx]]))
     auc = float(roc_auc_score(np.repeat([0, 1], m), conf))
+    if detector.guessed and auc < INVERTED_AUC:
+        raise InvalidInput(
+            f"curation.detector: its label {detector.label!r}, taken for machine-made, ranks D0's "
+            f"stories above the generated ones (AUC {auc:.2f}): it looks inverted; set "
+            "curation.detector_label to the classifier's machine-made label"
+        )
     return log_human, auc
 
 

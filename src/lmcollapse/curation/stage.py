@@ -194,6 +194,7 @@ def _resample(job: CurationJob) -> CurationResult:
         pool_score_mean=float(conf.mean()),
         kept_score_mean=float(conf[drawn].mean()),
         detector_auc=auc,
+        detector_label=None if c.detector is None else job.detector().label,
         repeated_share=1 - np.unique(drawn).size / max(drawn.size, 1),
         seconds=time.perf_counter() - t0,
     )
