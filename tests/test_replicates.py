@@ -128,6 +128,11 @@ def test_more_replicates_adds_them_and_recomputes_none(sweep_dir: Path, tmp_path
     index = json.loads((run / "replicates.json").read_text())
     assert index["seeds"] == [0, 1, 2, 3] and index["status"] == "complete"
     assert "4 replicates (seeds 0, 1, 2, 3)" in grown.stdout
+    other = ["--set", "stats.interval=bootstrap", "--set", "stats.resamples=500"]
+    again = lmc("run", "--quiet", "--out", str(run), *NGRAM, *other)  # re-aggregated only
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert [r["interval"] for r in _csv(run / "aggregate.csv")[1:]] == ["bootstrap"] * 2
 
 
 KILLER = textwrap.dedent("""
@@ -177,6 +182,7 @@ def test_jobs_run_replicates_at_once_to_the_serial_numbers(sweep_dir: Path, tmp_
     whole = sweep_dir / REPLACE
     for s, d in _seed_dirs(whole).items():
         assert metrics_of(run / "replicates" / f"seed={s}") == metrics_of(d), f"seed {s}"
+    assert _untimed(_csv(run / "aggregate.csv")) == _untimed(_csv(whole / "aggregate.csv"))
 
 
 def test_compare_gives_welch_and_exact_permutation_p_values(
@@ -197,7 +203,7 @@ def test_compare_gives_welch_and_exact_permutation_p_values(
     c = json.loads(out.stdout)
     assert c["test"] == "welch" and c["correction"] == "holm"
     rows = {r["generation"]: r for r in c["generations"]}
-    assert sorted(rows) == [0, 1, 2] or sorted(rows) == [1, 2]
+    assert sorted(rows) == [1, 2]  # generation 0 (D0) has no perplexity
     xa, xb = values(a, 2), values(b, 2)
     expected = stats.ttest_ind(xa, xb, equal_var=False)
     assert rows[2]["p"] == pytest.approx(expected.pvalue, rel=1e-9)
@@ -238,11 +244,58 @@ def test_bad_input_gets_a_one_line_error(sweep_dir: Path, ngram_run: Path, tmp_p
         (("run", "--out", str(tmp_path / "x"), "--replicates", "0", *NGRAM), "--replicates"),
         (("run", "--out", str(run), *NGRAM, "--set", "paradigm.k=2"), "another config"),
     ]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    index = json.loads((damaged / "replicates.json").read_text())
+    (damaged / "replicates.json").write_text(json.dumps(index | {"seeds": ["a"]}))
+    cases += [
+        (("compare", str(tmp_path / "nowhere"), str(run)), "does not exist"),
+        (("run", "--out", str(busy), "--replicates", "2", *NGRAM), "is not empty"),
+        (("run", "--out", str(run), "--replicates", "2", *NGRAM), "holds 3 replicates"),
+        (("compare", str(damaged), str(run)), "is damaged or of another format"),
+        (("report", str(damaged), "--out", str(tmp_path / "r.html")), "is damaged"),
+        (("status", str(run)), "is a replicated run: give one of its replicates"),
+        (
+            ("compare", str(run), str(run), "--figure", str(tmp_path / "no" / "f.png")),
+            "is not a directory",
+        ),
+    ]
     for args, message in cases:
         r = lmc(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x").exists() and (busy / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_input_refused_at_set_up_leaves_nothing_of_a_new_replicated_run(tmp_path: Path) -> None:
+    """A reserve too small for fresh data is found once D0 is prepared, after the replicated
+    run's index is written: a new directory goes again, a given empty one is emptied again."""
+    from lmcollapse.data.stories import generate
+
+    src = tmp_path / "stories.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in generate(300, seed=3)))
+    args = [*NGRAM, "--set", f"data.source={src}", "--set", "data.num_stories=200"]
+    args += ["--set", "paradigm.name=accumulate-subsample", "--set", "paradigm.fresh=0.25"]
+    args += ["--set", "run.generations=6", "--replicates", "2"]
+    given = tmp_path / "given"
+    given.mkdir()
+    for out in (tmp_path / "new" / "run", given):
+        r = lmc("run", "--quiet", "--out", str(out), *args)
+        assert r.returncode == 2 and "fresh corpora" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+    assert given.is_dir() and not list(given.iterdir())
+
+    sweep = tmp_path / "sweep"  # a sweep's value refused at set-up: the value set up before too
+    r = lmc("sweep", "paradigm.fresh=0,0.25", "--quiet", "--out", str(sweep), *args)
+    assert r.returncode == 2 and "sweep value paradigm.fresh=0.25" in r.stderr, r.stderr
+    assert (
+        not (sweep / "paradigm.fresh=0").exists() and not (sweep / "paradigm.fresh=0.25").exists()
+    )
 
 
 def test_reports_draw_a_band_per_replicated_run(sweep_dir: Path) -> None:

@@ -17,10 +17,11 @@ def run(config: Any = None, out: str | Path | None = None, **kwargs: Any) -> Pat
     """Run (or continue) the recursive-training experiment; returns the run directory.
 
     config: an ExperimentConfig, a preset name, or None for the demo preset. Keyword arguments
-    go to `lmcollapse.pipeline.run` (resume, progress).
+    go to `lmcollapse.replicates.run_experiment` (resume, progress): one run, or with
+    run.replicates > 1 a replicated run, as `lmcollapse run` does.
     """
     from lmcollapse.config import ExperimentConfig, resolve
-    from lmcollapse.pipeline import run as run_pipeline
+    from lmcollapse.replicates import run_experiment as run_pipeline
 
     preset = None
     if config is None or isinstance(config, str):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmcollapse.errors import InvalidInput
-from lmcollapse.uncertainty import difference, holm
+from lmcollapse.uncertainty import EXACT_SPLITS, difference, holm
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class GenerationComparison:
     p_holm: float
     n_a: int
     n_b: int
+    exact: bool | None = None  # permutation: every split enumerated (else random splits)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Comparison:
     level: float
     correction: str
     generations: list[GenerationComparison]
+    resamples: int = 10_000  # random splits of a permutation test too large to enumerate
 
 
 def _values(root: Path, metric: str) -> dict[int, list[float]]:
@@ -82,6 +84,8 @@ def compare_runs(
     from lmcollapse.replicates import is_replicated
 
     for r in (run_a, run_b):
+        if not Path(r).exists():
+            raise InvalidInput(f"{r} does not exist: give a replicated run's directory")
         if not is_replicated(r):
             raise InvalidInput(
                 f"{r} is not a replicated run: compare needs replicates; run it with "
@@ -90,7 +94,9 @@ def compare_runs(
     if test not in ("welch", "permutation"):
         raise InvalidInput(f"--test {test!r}: choose welch or permutation")
     a, b = _values(Path(run_a), metric), _values(Path(run_b), metric)
-    gens = [g for g in sorted(set(a) & set(b)) if len(a[g]) >= 2 and len(b[g]) >= 2]
+    gens = [  # generation 0 is the shared D0 itself: nothing to compare
+        g for g in sorted(set(a) & set(b)) if g >= 1 and len(a[g]) >= 2 and len(b[g]) >= 2
+    ]
     if not gens:
         raise InvalidInput(
             f"{run_a} and {run_b} share no generation with at least 2 replicates' {metric} "
@@ -113,15 +119,26 @@ def compare_runs(
             q,
             d.n_a,
             d.n_b,
+            math.comb(d.n_a + d.n_b, d.n_a) <= EXACT_SPLITS if test == "permutation" else None,
         )
         for g, d, q in zip(gens, diffs, adjusted, strict=True)
     ]
-    return Comparison(str(run_a), str(run_b), metric, test, level, "holm", rows)
+    return Comparison(str(run_a), str(run_b), metric, test, level, "holm", rows, resamples)
 
 
 def comparison_lines(c: Comparison) -> list[str]:
     """The comparison as a table, with what was tested."""
-    test = "Welch's t-test" if c.test == "welch" else "exact permutation test"
+    test = "Welch's t-test"
+    if c.test == "permutation":
+        kinds = {g.exact for g in c.generations}
+        test = (
+            "exact permutation test (every split)"
+            if kinds == {True}
+            else f"permutation test ({c.resamples:,} random splits: p >= 1/{c.resamples + 1:,})"
+            if kinds == {False}
+            else f"permutation test (every split up to {EXACT_SPLITS:,}, else {c.resamples:,} "
+            "random ones)"
+        )
     lines = [
         f"{c.metric}: A = {c.run_a}, B = {c.run_b}; A − B with Welch's {round(100 * c.level)}% "
         f"interval, two-sided p by {test}, Holm-corrected across {len(c.generations)} "

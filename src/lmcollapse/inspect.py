@@ -215,11 +215,13 @@ def replicated_summary_lines(root: str | Path) -> list[str]:
     when = "not within the run"
     if o["collapsed"]:
         summary = {"mean": o["mean"], "lo": o["lo"], "hi": o["hi"], "n": o["collapsed"]}
-        when = f"generation {_fmt_interval(summary)} (median {o['median']:g})"
-    lines.append(
-        f"collapse onset (perplexity > {1 + o['tau']:g} × generation 1's): {when}, "
-        f"in {o['collapsed']} of {o['replicates']} replicates"
-    )
+        when = (
+            f"generation {_fmt_interval(summary)} (median {o['median']:g}), in "
+            f"{o['collapsed']} of {o['replicates']} replicates (mean among them)"
+        )
+    else:
+        when += f", in none of {o['replicates']} replicates"
+    lines.append(f"collapse onset (perplexity > {1 + o['tau']:g} × generation 1's): {when}")
     lines.append(f"aggregate: {layout.aggregate_csv}")
     lines.append(f"report: {layout.report}")
     return lines

@@ -107,8 +107,17 @@ def read_index(root: str | Path) -> dict[str, Any]:
         )
     try:
         index = json.loads(layout.index.read_text(encoding="utf-8"))
-        ok = index.get("format") == FORMAT and isinstance(index.get("seeds"), list)
-    except (OSError, ValueError, AttributeError):
+        seeds = index.get("seeds")
+        ok = (
+            index.get("format") == FORMAT
+            and isinstance(index.get("config"), dict)
+            and isinstance(seeds, list)
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)
+            and len(set(seeds)) == len(seeds)
+        )
+        if ok:
+            index_config(index)
+    except (OSError, ValueError, AttributeError, InvalidInput):
         ok = False
     if not ok:
         raise InvalidInput(
@@ -143,10 +152,24 @@ def _check_resumable(root: Path, cfg: ExperimentConfig, resume: str) -> dict[str
             f"--replicates {cfg.run.replicates}"
         )
     if not (root / INDEX).is_file():
+        own = {INDEX, "config.yaml", "replicates.lock", "replicates"}
+        if root.is_dir() and any(
+            e.name not in own and not (e.name.startswith(".") and e.name.endswith(".tmp"))
+            for e in root.iterdir()
+        ):
+            raise InvalidInput(
+                f"{root} is not empty and holds no replicated run: give a new or empty --out "
+                f"for --replicates {cfg.run.replicates}"
+            )
         return None
     if resume == "never":
         raise InvalidInput(f"{root} already holds a replicated run (--resume never)")
     index = read_index(root)
+    if cfg.run.replicates < len(index["seeds"]):
+        raise InvalidInput(
+            f"{root} holds {len(index['seeds'])} replicates: give --replicates "
+            f"{len(index['seeds'])} or more (or none, to continue them all)"
+        )
     stored = index_config(index)
     diff = [
         k
@@ -167,7 +190,7 @@ def share_data(src: Path, dst: Path) -> None:
     always replaced, never changed in place, so no replicate's write reaches another's."""
     if dst.exists():
         return
-    tmp = dst.with_name(f".{dst.name}.sharing.tmp")
+    tmp = dst.with_name(f".{dst.name}.sharing")  # a directory: not one of RunLock's *.tmp files
     shutil.rmtree(tmp, ignore_errors=True)
     for parent, _dirs, files in os.walk(src):
         target = tmp / Path(parent).relative_to(src)
@@ -254,11 +277,17 @@ def run_replicated(
     """Run (or continue) every replicate, then aggregate and report them; returns RUN."""
     from lmcollapse.config import validate
     from lmcollapse.pipeline import run
-    from lmcollapse.rundir import RunLock, default_out, forget_new_run, missing_dirs
+    from lmcollapse.rundir import RunLock, default_out, missing_dirs
 
     cfg = validate(cfg)
     root = Path(out or cfg.run.out or default_out(preset))
     layout = ReplicatedLayout(root)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InvalidInput(
+            "a replicated run is not for accelerate launch with several processes: run it in "
+            "one process (--jobs J runs J replicates at once), or launch each replicate "
+            "(--set run.seed=S, one --out each)"
+        )
     index = preflight_experiment(cfg, root, preset, resume)
     todo = seeds(cfg)
     known = [] if index is None else [int(s) for s in index["seeds"]]
@@ -284,13 +313,34 @@ def run_replicated(
             _run_all(cfg, layout, todo, preset, progress, first / "data")
         except InvalidInput:
             if new and not any(_finished_generations(layout.replicate(s)) for s in todo):
-                forget_new_run(root, made)  # bad input for a new run: leave nothing
+                forget_new_replicated_run(root, made)  # bad input for a new run: leave nothing
             raise
         write_outputs(root)
         done = all(_finished_generations(layout.replicate(s)) >= cfg.run.generations for s in todo)
         _write_index(layout, cfg, all_seeds, preset, "complete" if done else "running")
     say(f"done: {layout.report}", progress)
     return root
+
+
+def forget_new_replicated_run(root: Path, made: list[Path]) -> None:
+    """Remove what a new replicated run wrote before its input was refused: the directories it
+    created, or in a directory it was given, its own files only."""
+    from lmcollapse.rundir import forget_new_run
+
+    if made:
+        forget_new_run(root, made)
+        return
+    layout = ReplicatedLayout(root)
+    shutil.rmtree(root / "replicates", ignore_errors=True)
+    for path in (layout.index, layout.config, layout.lock):
+        path.unlink(missing_ok=True)
+
+
+def started_nothing(root: Path) -> bool:
+    """Whether a replicated run in `root` has no finished generation in any replicate."""
+    if not is_replicated(root):
+        return True
+    return not any(_finished_generations(path) for _, path in replicate_dirs(root))
 
 
 def _write_index(
@@ -349,9 +399,10 @@ def _run_all(
             run(replicate_config(cfg, s), out, preset=preset, progress=progress, data_from=data)
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // jobs)
     say(f"running {len(left)} replicates, {jobs} at once ({threads} thread(s) each)", progress)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -361,8 +412,12 @@ def _run_all(
             pool.submit(_run_one, replicate_config(cfg, s), layout.replicate(s), preset, data)
             for s in left
         ]
-        for f in futures:
-            f.result()  # the first replicate's error, once every replicate has stopped
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except BaseException:  # the first error: no queued replicate starts after it
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _share_cores(threads: int) -> None:
@@ -410,5 +465,6 @@ __all__ = [
     "run_replicated",
     "seeds",
     "share_data",
+    "started_nothing",
     "write_outputs",
 ]

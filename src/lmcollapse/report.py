@@ -109,6 +109,7 @@ def _load(run_dir: Path) -> dict[str, Any]:
 def _load_replicated(root: Path) -> dict[str, Any]:
     """A replicated run: its first replicate's files (samples, facts, theory) and every
     replicate's metrics with their aggregate (aggregate.json, or computed when missing)."""
+    from lmcollapse.aggregate import FORMAT as AGGREGATE_FORMAT
     from lmcollapse.aggregate import aggregate_run
     from lmcollapse.config import to_plain
     from lmcollapse.replicates import ReplicatedLayout, replicate_dirs
@@ -120,7 +121,10 @@ def _load_replicated(root: Path) -> dict[str, Any]:
     layout = ReplicatedLayout(root)
     try:
         agg = json.loads(layout.aggregate_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        ok = agg.get("format") == AGGREGATE_FORMAT and isinstance(agg.get("generations"), list)
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:  # missing, damaged or of another version: computed from the replicates
         agg = to_plain(aggregate_run(root), json_safe=True)
     run |= {
         "dir": root,
@@ -177,6 +181,7 @@ def _spread(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     missing): at a few generations, p̂_n(v|x) over the replicates — mean, interval, standard
     deviation — next to the bridge's limit term; and the figure. Empty when the theory does not
     cover the run's paradigm."""
+    from lmcollapse.aggregate import FORMAT as AGGREGATE_FORMAT
     from lmcollapse.aggregate import bridge_spread
     from lmcollapse.config import to_plain
     from lmcollapse.plots import spread_figure
@@ -184,7 +189,10 @@ def _spread(run: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     path = Path(run["dir"]) / "theory_spread.json"
     try:
         spread = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        ok = spread.get("format") == AGGREGATE_FORMAT and isinstance(spread.get("probes"), list)
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:  # missing, damaged or of another version: computed from the replicates
         try:
             spread = to_plain(bridge_spread(run["dir"]), json_safe=True)
         except InvalidInput:
@@ -274,10 +282,11 @@ def _replicated_summary(run: dict[str, Any]) -> str:
     o = agg["onset"]
     onset = "did not start within the run in any replicate"
     if o["collapsed"]:
+        where = f" [{_fmt(o['lo'], 1)}, {_fmt(o['hi'], 1)}]" if o["collapsed"] > 1 else ""
         onset = (
-            f"started at generation {_fmt(o['mean'], 1)} [{_fmt(o['lo'], 1)}, "
-            f"{_fmt(o['hi'], 1)}] on average (median {_fmt(o['median'], 1)}) in "
-            f"{o['collapsed']} of {o['replicates']} replicates"
+            f"started in {o['collapsed']} of {o['replicates']} replicates, at generation "
+            f"{_fmt(o['mean'], 1)}{where} on average among them (median {_fmt(o['median'], 1)}"
+            "; the others had not collapsed by their last generation)"
         )
     method = {
         "t": "Student's t",

@@ -327,6 +327,11 @@ def read_manifest(layout: RunLayout) -> dict[str, Any]:
     """The manifest of an existing run; a clear error for anything else."""
     root = layout.root
     if not layout.manifest.is_file():
+        if (root / "replicates.json").is_file():
+            raise InvalidInput(
+                f"{root} is a replicated run: give one of its replicates, "
+                f"{root / 'replicates'}/seed=S (or `lmcollapse report` / `compare` the whole)"
+            )
         raise InvalidInput(f"{root} is not an lmcollapse run (no manifest.json)")
     try:
         manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))

@@ -16,7 +16,12 @@ from typing import Any
 
 from lmcollapse.config import ExperimentConfig
 from lmcollapse.errors import InvalidInput
-from lmcollapse.replicates import preflight_experiment
+from lmcollapse.replicates import (
+    forget_new_replicated_run,
+    is_replicated,
+    preflight_experiment,
+    started_nothing,
+)
 from lmcollapse.replicates import run_experiment as run
 from lmcollapse.rundir import RunLayout, completed, forget_new_run, missing_dirs, read_manifest
 from lmcollapse.runtime import say
@@ -39,7 +44,11 @@ def sweep(
     for label, cfg in configs.items():
         _value(label, preflight_experiment, cfg, root / label, preset)
     made = {label: missing_dirs(root / label) for label in configs}
-    new = [label for label in configs if not RunLayout(root / label).manifest.is_file()]
+    new = [
+        label
+        for label in configs
+        if not RunLayout(root / label).manifest.is_file() and not is_replicated(root / label)
+    ]
     try:
         for label, cfg in configs.items():
             say(f"sweep: setting up {label}", progress)
@@ -55,6 +64,8 @@ def sweep(
             layout = RunLayout(root / label)
             if layout.manifest.is_file() and not completed(read_manifest(layout), layout):
                 forget_new_run(root / label, made[label])
+            elif is_replicated(root / label) and started_nothing(root / label):
+                forget_new_replicated_run(root / label, made[label])
         raise
     report = write_report(dirs, root / "report.html", figures_dir=root / "figures")
     return dirs, report

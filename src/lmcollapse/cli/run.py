@@ -138,8 +138,9 @@ def report_cmd(runs: tuple[Path, ...], out: Path) -> None:
     type=click.Choice(["welch", "permutation"]),
     default="welch",
     show_default=True,
-    help="welch: Welch's t-test; permutation: the exact permutation test of the mean "
-    "difference (its p cannot go below 2/C(n_A + n_B, n_A)).",
+    help="welch: Welch's t-test; permutation: the permutation test of the mean difference, "
+    "exact up to 20,000 splits (its p cannot go below 2/C(n_A + n_B, n_A)), else 10,000 "
+    "random ones.",
 )
 @click.option("--figure", type=click.Path(path_type=Path), help="Also write the figure (PNG).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -157,6 +158,8 @@ def compare_cmd(
     if figure is not None:
         if figure.is_dir():
             raise InvalidInput(f"--figure {figure} is a directory: give a file name such as a.png")
+        if not figure.parent.is_dir():
+            raise InvalidInput(f"--figure {figure}: {figure.parent} is not a directory")
         png = comparison_figure(c)
         with atomic_path(figure) as tmp:
             tmp.write_bytes(png)
