@@ -138,7 +138,7 @@ def aggregate(
 
 def replicate_metrics(root: str | Path) -> dict[int, list[dict[str, Any]]]:
     """seed → the metrics.json records of every generation a replicate has finished."""
-    from lmcollapse.replicates import replicate_dirs
+    from lmcollapse.repdir import replicate_dirs
     from lmcollapse.rundir import load_metrics
 
     return {s: load_metrics(path) for s, path in replicate_dirs(root)}
@@ -146,7 +146,7 @@ def replicate_metrics(root: str | Path) -> dict[int, list[dict[str, Any]]]:
 
 def aggregate_run(root: str | Path) -> Aggregate:
     """The aggregate of a replicated run, with its stats section's settings."""
-    from lmcollapse.replicates import index_config, read_index
+    from lmcollapse.repdir import index_config, read_index
     from lmcollapse.rundir import metrics_rows
 
     cfg = index_config(read_index(root))
@@ -222,6 +222,41 @@ class BridgeSpread:
         return out
 
 
+def _probe_spread(bridges: list[Any], i: int, gens: list[int], over: Any) -> ProbeSpread:
+    """Probe i across the replicates' bridges; over(values, generation, what) summarises one
+    generation's values (what: 0 p̂, 1 limit, 2 α, 3 weight — each its own bootstrap draws)."""
+    from lmcollapse.bridge import ProbeBridge
+
+    def per_gen(get: Any) -> list[list[Any]]:
+        """[generation][replicate] values (None where a replicate lacks the generation)."""
+        table = []
+        for n in gens:
+            row = []
+            for r in bridges:
+                p = r.probes[i] if i < len(r.probes) else None
+                ok = isinstance(p, ProbeBridge) and n in r.generations
+                row.append(get(p, r.generations.index(n)) if ok else None)
+            table.append(row)
+        return table
+
+    def summary(table: list[list[Any]], what: int) -> list[MetricSummary]:
+        return [over(vs, n, what) for n, vs in zip(gens, table, strict=True)]
+
+    p0 = bridges[0].probes[i]
+    tokens = []
+    for tok, d in p0.tokens.items():
+        ph = per_gen(lambda p, j, tok=tok: p.tokens[tok]["p_hat"][j])
+        lim = per_gen(lambda p, j, tok=tok: p.tokens[tok]["limit"][j])
+        sd = [
+            float(np.std(x, ddof=1)) if len(x := [v for v in vs if v is not None]) > 1 else None
+            for vs in ph
+        ]
+        tokens.append(TokenSpread(tok, d["truth"], summary(ph, 0), sd, summary(lim, 1)))
+    alpha = per_gen(lambda p, j: p.alpha_relative[j])
+    weight = per_gen(lambda p, j: p.real_data_weight[j])
+    return ProbeSpread(p0.context, p0.N_x, summary(alpha, 2), summary(weight, 3), tokens)
+
+
 def bridge_spread(
     root: str | Path,
     *,
@@ -234,7 +269,7 @@ def bridge_spread(
     the theory does not cover is a one-line error."""
     from lmcollapse.bridge import BRIDGE_PARADIGMS, ProbeBridge, from_run
     from lmcollapse.errors import InvalidInput
-    from lmcollapse.replicates import index_config, read_index, replicate_dirs
+    from lmcollapse.repdir import index_config, read_index, replicate_dirs
 
     cfg = index_config(read_index(root))
     if cfg.paradigm.name not in BRIDGE_PARADIGMS:
@@ -259,50 +294,14 @@ def bridge_spread(
         iv = interval(values, method, level, resamples, key)  # type: ignore[arg-type]
         return MetricSummary(iv.mean, iv.lo, iv.hi, iv.n, iv.method)
 
-    def per_gen(i: int, get: Any) -> list[list[Any]]:
-        """[generation][replicate] values of probe i (None where a replicate lacks it)."""
-        table = []
-        for n in gens:
-            row = []
-            for r in results.values():
-                p = r.probes[i] if i < len(r.probes) else None
-                ok = isinstance(p, ProbeBridge) and n in r.generations
-                row.append(get(p, r.generations.index(n)) if ok else None)
-            table.append(row)
-        return table
-
-    probes = []
-    for i, p0 in enumerate(first.probes):
-        if not isinstance(p0, ProbeBridge):
-            continue
-        tokens = []
-        for tok, d in p0.tokens.items():
-            ph = per_gen(i, lambda p, j, tok=tok: p.tokens[tok]["p_hat"][j])
-            lim = per_gen(i, lambda p, j, tok=tok: p.tokens[tok]["limit"][j])
-            sd = [
-                float(np.std(x, ddof=1)) if len(x := [v for v in vs if v is not None]) > 1 else None
-                for vs in ph
-            ]
-            tokens.append(
-                TokenSpread(
-                    tok,
-                    d["truth"],
-                    [over(vs, [cfg.run.seed, n, i, 0]) for n, vs in zip(gens, ph, strict=True)],
-                    sd,
-                    [over(vs, [cfg.run.seed, n, i, 1]) for n, vs in zip(gens, lim, strict=True)],
-                )
-            )
-        alpha = per_gen(i, lambda p, j: p.alpha_relative[j])
-        weight = per_gen(i, lambda p, j: p.real_data_weight[j])
-        probes.append(
-            ProbeSpread(
-                p0.context,
-                p0.N_x,
-                [over(vs, [cfg.run.seed, n, i, 2]) for n, vs in zip(gens, alpha, strict=True)],
-                [over(vs, [cfg.run.seed, n, i, 3]) for n, vs in zip(gens, weight, strict=True)],
-                tokens,
-            )
+    bridges = list(results.values())
+    probes = [
+        _probe_spread(
+            bridges, i, gens, lambda vs, n, what, i=i: over(vs, [cfg.run.seed, n, i, what])
         )
+        for i, p0 in enumerate(first.probes)
+        if isinstance(p0, ProbeBridge)
+    ]
     return BridgeSpread(first.paradigm, sorted(results), gens, probes, skipped, method, level)
 
 

@@ -48,7 +48,7 @@ class Comparison:
 def _values(root: Path, metric: str) -> dict[int, list[float]]:
     """generation → the replicates' finite values of a metrics.csv column."""
     from lmcollapse.aggregate import replicate_metrics
-    from lmcollapse.replicates import read_index
+    from lmcollapse.repdir import read_index
     from lmcollapse.rundir import metrics_rows
 
     index = read_index(root)
@@ -81,7 +81,7 @@ def compare_runs(
     seed: int = 0,
 ) -> Comparison:
     """The per-generation comparison of two replicated runs."""
-    from lmcollapse.replicates import is_replicated
+    from lmcollapse.repdir import is_replicated
 
     for r in (run_a, run_b):
         if not Path(r).exists():

@@ -192,7 +192,7 @@ def replicated_summary_lines(root: str | Path) -> list[str]:
     replicates, perplexity at the first and last generation with intervals, the onset."""
     import json
 
-    from lmcollapse.replicates import ReplicatedLayout, read_index
+    from lmcollapse.repdir import ReplicatedLayout, read_index
 
     layout = ReplicatedLayout(Path(root))
     index = read_index(root)
@@ -230,7 +230,7 @@ def replicated_summary_lines(root: str | Path) -> list[str]:
 def run_summary_lines(run_dir: str | Path) -> list[str]:
     """What `lmcollapse run` prints at its end: generations, status, held-out perplexity by
     generation (a long run's thinned to a dozen or so) and the report."""
-    from lmcollapse.replicates import is_replicated
+    from lmcollapse.repdir import is_replicated
 
     if is_replicated(run_dir):
         return replicated_summary_lines(run_dir)
@@ -253,7 +253,7 @@ def sweep_summary_lines(
 ) -> list[str]:
     """What `lmcollapse sweep` prints: per run (label → directory) its perplexity from the first
     generation to the last and where it first doubled (`rundir.collapse_summary`)."""
-    from lmcollapse.replicates import is_replicated
+    from lmcollapse.repdir import is_replicated
 
     lines = [f"{root}: {len(runs)} runs of {key}"]
     for label, d in runs.items():

@@ -242,7 +242,7 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
     if ctx.data_from is not None and p.is_prepared(ctx.data_from):
-        from lmcollapse.replicates import share_data
+        from lmcollapse.repdir import share_data
 
         share_data(ctx.data_from, layout.data)  # nothing when the run has its own already
     rebuilt = not p.is_prepared(layout.data)

@@ -78,7 +78,7 @@ _CAPTIONS = {
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
-    from lmcollapse.replicates import is_replicated
+    from lmcollapse.repdir import is_replicated
 
     if is_replicated(run_dir):
         return _load_replicated(run_dir)
@@ -112,7 +112,7 @@ def _load_replicated(root: Path) -> dict[str, Any]:
     from lmcollapse.aggregate import FORMAT as AGGREGATE_FORMAT
     from lmcollapse.aggregate import aggregate_run
     from lmcollapse.config import to_plain
-    from lmcollapse.replicates import ReplicatedLayout, replicate_dirs
+    from lmcollapse.repdir import ReplicatedLayout, replicate_dirs
 
     reps = replicate_dirs(root)
     if not reps:
@@ -441,6 +441,7 @@ def build_html(
     runs: list[dict[str, Any]],
     figures: dict[str, bytes],
     bridges: list[tuple[str, dict[str, bytes]]] | None = None,
+    spreads: list[tuple[str, dict[str, bytes]]] | None = None,
 ) -> str:
     """The report page for these (loaded) runs, their rendered figures and theory sections."""
     title = "lmcollapse report: " + ", ".join(r["label"] for r in runs)
@@ -454,13 +455,19 @@ def build_html(
     ]
     body += [_summary(r) for r in runs]
     body.append("<h2>Figures</h2>")
-    body += [_img(png, name) for name, png in figures.items() if not name.startswith("theory-")]
-    for r, (table, bridge_pngs) in zip(runs, bridges or [("", {})] * len(runs), strict=True):
+    body += [
+        _img(png, name)
+        for name, png in figures.items()
+        if not name.startswith(("theory-", "spread-"))
+    ]
+    spreads = spreads or [("", {})] * len(runs)
+    for r, (table, bridge_pngs), (spread, spread_pngs) in zip(
+        runs, bridges or [("", {})] * len(runs), spreads, strict=True
+    ):
         if table:
             body.append(f"<h2>Theory next to measurement: {html.escape(r['label'])}</h2>{table}")
             body += [_img(png, name) for name, png in bridge_pngs.items()]
         if "aggregate" in r:
-            spread, spread_pngs = _spread(r)
             if spread:
                 body.append(
                     f"<h2>Theory next to replicates: {html.escape(r['label'])}</h2>{spread}"
@@ -512,9 +519,10 @@ def write_report(run_dirs: list[Path], out: str | Path, figures_dir: Path | None
         ]
     )
     bridges = [_bridge(r) for r in runs]
-    for _, pngs in bridges:
+    spreads = [_spread(r) if "aggregate" in r else ("", {}) for r in runs]
+    for _, pngs in bridges + spreads:
         figures.update(pngs)
     if figures_dir is not None:
         save_figures(figures, figures_dir)
-    atomic_write_text(out, build_html(runs, figures, bridges))
+    atomic_write_text(out, build_html(runs, figures, bridges, spreads))
     return Path(out)

@@ -150,7 +150,7 @@ def compare_cmd(
     """Per generation, A − B of two replicated runs: interval, p-value, Holm-corrected."""
     from lmcollapse.artifacts import atomic_path
     from lmcollapse.compare import compare_runs, comparison_figure, comparison_lines, to_json
-    from lmcollapse.replicates import index_config, read_index
+    from lmcollapse.repdir import index_config, read_index
 
     st = index_config(read_index(run_a)).stats if (run_a / "replicates.json").is_file() else None
     level = st.level if st else 0.95
