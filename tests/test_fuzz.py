@@ -263,6 +263,8 @@ def _cases() -> dict[str, tuple[str, object, list[str]]]:
     cases["usage-presets"] = ("none", None, ["presets", "extra"])
     cases["usage-config-docs"] = ("none", None, ["config", "docs", "--nosuch"])
     cases["usage-status"] = ("none", None, ["status"])
+    cases["usage-compare"] = ("none", None, ["compare", "{new}", "{new}"])
+    cases["usage-replicates"] = ("none", None, ["run", "--replicates", "0", "--out", "{new}"])
     for damage in DAMAGE:
         for cmd, argv in RUN_COMMANDS.items():
             if (damage, cmd) in READS_PAST and cmd in ("run", "report"):
