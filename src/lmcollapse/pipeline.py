@@ -90,6 +90,7 @@ class _Context:
     corpora: Any = None  # rundir.Corpora: the S_j, checked against the manifest when first read
     curation_cache: dict[str, Any] = field(default_factory=dict)  # the prior model, D0's scores
     data_from: Path | None = None  # another run's prepared data, shared (replicates)
+    report: bool = True  # figures/ and report.html with metrics.csv (a replicate: metrics.csv only)
 
     @property
     def main(self) -> bool:
@@ -133,11 +134,14 @@ def run(
     progress: bool = True,
     set_up_only: bool = False,
     data_from: Path | None = None,
+    report: bool = True,
 ) -> Path:
     """Run (or continue) the experiment; returns the run directory. set_up_only: stop once the
     data is prepared and every input checked against it (a sweep sets up every value first).
     data_from: a run's data directory of the same data config, shared into a new run's (its
-    files hard-linked; the replicates of a replicated run share D0 so)."""
+    files hard-linked; the replicates of a replicated run share D0 so). report: write figures/
+    and report.html as well as metrics.csv (a replicated run's replicates do not: its own
+    report draws them all)."""
     from lmcollapse.checks import preflight
     from lmcollapse.config import validate
     from lmcollapse.runtime import distributed_state
@@ -163,7 +167,9 @@ def run(
         state.wait_for_everyone()
         handler = log_to(layout.log) if state.is_main_process else None
         try:
-            return _run_locked(cfg, layout, manifest, state, progress, set_up_only, data_from)
+            return _run_locked(
+                cfg, layout, manifest, state, progress, set_up_only, data_from, report
+            )
         except InvalidInput:
             if state.is_main_process and new and not completed(manifest, layout):
                 forget_new_run(root, made)  # bad input for a new run: leave nothing
@@ -182,12 +188,15 @@ def _run_locked(
     progress: bool,
     set_up_only: bool = False,
     data_from: Path | None = None,
+    report: bool = True,
 ) -> Path:
     from lmcollapse.data.prepare import open_prepared
     from lmcollapse.runtime import progress_bar
 
     main = state.is_main_process
-    ctx = _Context(cfg, layout, manifest, None, state, progress and main, data_from=data_from)
+    ctx = _Context(
+        cfg, layout, manifest, None, state, progress and main, data_from=data_from, report=report
+    )
     ctx.corpora = Corpora(layout, manifest)
     main_first(state, lambda: _set_up(ctx, progress))  # its errors reach every process
     if set_up_only:
@@ -211,7 +220,7 @@ def _run_locked(
             manifest["status"] = "complete" if finished else "running"
             ctx.save_manifest()
             _write_outputs(ctx)
-            ctx.say(f"done: {layout.report}")
+            ctx.say(f"done: {layout.report if report else layout.metrics_csv}")
     except BaseException as exc:
         if main:
             manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -567,7 +576,8 @@ def _write_outputs(ctx: _Context) -> None:
     layout = ctx.layout
     t0 = ctx.outputs_at = time.monotonic()
     atomic_write_text(layout.metrics_csv, csv_text(metrics_rows(load_metrics(layout))))
-    write_report([layout.root], layout.report, figures_dir=layout.figures)
+    if ctx.report:
+        write_report([layout.root], layout.report, figures_dir=layout.figures)
     ctx.outputs_cost = time.monotonic() - t0
 
 

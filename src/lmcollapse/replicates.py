@@ -257,7 +257,14 @@ def _run_all(
         for i, s in enumerate(left, 1):
             say(f"replicate seed={s} ({i}/{len(left)} to run)", progress)
             out = layout.replicate(s)
-            run(replicate_config(cfg, s), out, preset=preset, progress=progress, data_from=data)
+            run(
+                replicate_config(cfg, s),
+                out,
+                preset=preset,
+                progress=progress,
+                data_from=data,
+                report=False,
+            )
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -292,7 +299,7 @@ def _share_cores(threads: int) -> None:
 def _run_one(cfg: ExperimentConfig, out: Path, preset: str | None, data: Path) -> str:
     from lmcollapse.pipeline import run
 
-    return str(run(cfg, out, preset=preset, progress=False, data_from=data))
+    return str(run(cfg, out, preset=preset, progress=False, data_from=data, report=False))
 
 
 def write_outputs(root: str | Path) -> None:

@@ -476,7 +476,8 @@ def build_html(
             body.append(
                 f"<h2>Per generation across replicates: {html.escape(r['label'])}</h2>"
                 f"{_aggregate_table(r)}<p>Theory, samples and run facts below are of the first "
-                "replicate; every replicate has its own report in replicates/seed=S/.</p>"
+                "replicate; <code>lmcollapse report RUN/replicates/seed=S --out F.html</code> "
+                "renders one replicate's own.</p>"
             )
         body.append(f"<h2>Per generation: {html.escape(r['label'])}</h2>{_metrics_table(r)}")
         body.append(f"<h3>Samples (Table 1)</h3>{_samples(r)}")
