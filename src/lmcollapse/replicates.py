@@ -134,27 +134,22 @@ def run_experiment(
         return run(
             cfg, root, preset=preset, resume=resume, progress=progress, set_up_only=set_up_only
         )
-    return run_replicated(
-        cfg, root, preset=preset, resume=resume, progress=progress, set_up_only=set_up_only
-    )
+    return _run_replicated(cfg, root, preset, resume, progress, set_up_only)
 
 
-def run_replicated(
+def _run_replicated(
     cfg: ExperimentConfig,
-    out: str | Path | None = None,
-    *,
-    preset: str | None = None,
-    resume: str = "auto",
-    progress: bool = True,
-    set_up_only: bool = False,
+    root: Path,
+    preset: str | None,
+    resume: str,
+    progress: bool,
+    set_up_only: bool,
 ) -> Path:
-    """Run (or continue) every replicate, then aggregate and report them; returns RUN."""
-    from lmcollapse.config import validate
+    """Run (or continue) every replicate of the validated cfg in `root`, then aggregate and
+    report them; returns root."""
     from lmcollapse.pipeline import run
-    from lmcollapse.rundir import RunLock, default_out, missing_dirs
+    from lmcollapse.rundir import RunLock, missing_dirs
 
-    cfg = validate(cfg)
-    root = Path(out or cfg.run.out or default_out(preset))
     layout = ReplicatedLayout(root)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InvalidInput(
@@ -330,7 +325,6 @@ __all__ = [
     "replicate_config",
     "replicate_dirs",
     "run_experiment",
-    "run_replicated",
     "seeds",
     "share_data",
     "started_nothing",

@@ -29,6 +29,19 @@ def experiment_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--preset", help="A shipped preset (see `lmcollapse presets`).")(func)
 
 
+def replicate_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--replicates N and --jobs J (run.replicates, run.jobs), for run and for each sweep value."""
+    func = click.option(
+        "--jobs", type=int, help="Replicates run at once, sharing the cores (run.jobs)."
+    )(func)
+    return click.option(
+        "--replicates",
+        type=int,
+        help="Runs of the experiment (of each sweep value) sharing D0, differing in run.seed "
+        "(run.replicates); their aggregate has intervals.",
+    )(func)
+
+
 def given(flags: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     """{config key: value} for the flags that were given (not None, not empty)."""
     out = {}

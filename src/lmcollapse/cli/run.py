@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from lmcollapse.cli.common import CONTEXT_SETTINGS, GreedyNextCommand, experiment_config_options
+from lmcollapse.cli.common import (
+    CONTEXT_SETTINGS,
+    GreedyNextCommand,
+    experiment_config_options,
+    replicate_options,
+)
 from lmcollapse.errors import InvalidInput
 
 DEFAULT_PRESET = "demo"
@@ -25,13 +30,7 @@ DEFAULT_PRESET = "demo"
     help="auto: continue the run in --out after its last finished generation; never: refuse an "
     "existing run.",
 )
-@click.option(
-    "--replicates",
-    type=int,
-    help="Runs of the experiment sharing D0, differing in run.seed (run.replicates); their "
-    "aggregate has intervals.",
-)
-@click.option("--jobs", type=int, help="Replicates run at once, sharing the cores (run.jobs).")
+@replicate_options
 @click.option("--quiet", is_flag=True, help="No progress bars (the log file is still written).")
 def run_cmd(
     preset: str | None,
@@ -65,13 +64,7 @@ def run_cmd(
 @click.argument("assignment", metavar="KEY=V1,V2,...")
 @experiment_config_options
 @click.option("--out", help="Sweep directory (default runs/sweep-<KEY>); a run per value inside.")
-@click.option(
-    "--replicates",
-    type=int,
-    help="Runs of each value sharing D0, differing in run.seed (run.replicates); their "
-    "aggregate has intervals.",
-)
-@click.option("--jobs", type=int, help="Replicates run at once, sharing the cores (run.jobs).")
+@replicate_options
 @click.option("--quiet", is_flag=True, help="No progress bars (each run's log is still written).")
 def sweep_cmd(
     assignment: str,
