@@ -4,6 +4,7 @@
     lmcollapse sweep KEY=V1,V2,... [--preset ...] [--set ...]          one run per value + report
     lmcollapse report RUN [RUN ...] --out FILE.html                     HTML report
     lmcollapse status|probe|sample RUN ...                              inspect a run
+    lmcollapse export RUN --generation N --format jsonl|parquet|hf      a corpus as a dataset
     lmcollapse theory [--config FILE] [--set KEY=VALUE ...] [flags]   theory experiment
     lmcollapse corpus prepare|stats                                    D0, holdout, tokenizer; truth
     lmcollapse config show|docs|check                                  experiment configuration
@@ -77,6 +78,7 @@ def main() -> None:
 def _register() -> None:
     from lmcollapse.cli.config import config, presets
     from lmcollapse.cli.corpus import corpus
+    from lmcollapse.cli.export import export_cmd
     from lmcollapse.cli.run import (
         compare_cmd,
         probe_cmd,
@@ -96,6 +98,7 @@ def _register() -> None:
         status_cmd,
         probe_cmd,
         sample_cmd,
+        export_cmd,
         theory,
         corpus,
         config,
