@@ -275,6 +275,11 @@ class LayerCache:
         """Drop the batch rows where `keep` is False (sequences that finished)."""
         self.k, self.v = self.k[keep], self.v[keep]
 
+    def select_rows(self, index: Tensor) -> None:
+        """Row i becomes old row index[i] (a (B',) long tensor): beams reordered, duplicated or
+        dropped; the capacity and the filled length stay."""
+        self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
 
 class KVCache:
     """Static caches for every layer, for `capacity` positions of a batch."""
@@ -300,6 +305,13 @@ class KVCache:
         """Drop finished sequences from every layer."""
         for layer in self.layers:
             layer.keep_rows(keep)
+
+    def select_rows(self, index: Tensor) -> None:
+        """Reorder/duplicate the batch rows of every layer by `index` (B',) long, on the cache's
+        device: row i becomes old row index[i] (beam search: each beam takes its parent's keys
+        and values; a prompt's cache repeated for its beams)."""
+        for layer in self.layers:
+            layer.select_rows(index)
 
 
 class GPTNeo(TorchLM):
