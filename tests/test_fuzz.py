@@ -139,10 +139,29 @@ RUN_COMMANDS = {  # what reads a run: command -> its arguments ({run}: the damag
     "probe": ["probe", "{run}", "--context", " there"],
     "sample": ["sample", "{run}", "-g", "1", "-n", "2", "--length", "20"],
     "theory": ["theory", "--from-run", "{run}", "--out", "{new}", "--no-figures"],
+    "export": ["export", "{run}", "-g", "1", "--format", "jsonl", "--out", "{new}/s1.jsonl"],
 }
 READS_PAST = {  # (damage, command) where the command does not read the damaged part (or, for
     # a newer run format, only reads it): they succeed. A finished run's `run` only rewrites
     # its report, so it reads no model, corpus or probes.npz.
+    # export (jsonl) reads the manifest, the tokenizer and S_1 only.
+    *(
+        (d, "export")
+        for d in (
+            "manifest-newer",
+            "generation-seconds",
+            "config-edited",
+            "config-missing",
+            "config-garbage",
+            "metrics-truncated",
+            "metrics-list",
+            "model-config-missing",
+            "model-config-garbage",
+            "model-missing",
+            "probes-npz",
+            "link",
+        )
+    ),
     ("config-edited", "probe"),
     ("config-edited", "status"),
     ("config-garbage", "probe"),

@@ -31,6 +31,7 @@ def tokenizer_check(cfg: ExperimentConfig) -> Callable[[Any], None]:
         from lmcollapse.curation.stage import check_reference
         from lmcollapse.data.tokenizer import single_token
         from lmcollapse.models import check_model
+        from lmcollapse.models.pretrained import check_tokenizer
 
         for i, p in enumerate(cfg.evaluation.probes):
             if not tok.encode(p.context):
@@ -39,10 +40,24 @@ def tokenizer_check(cfg: ExperimentConfig) -> Callable[[Any], None]:
                 )
             for v in p.next:
                 single_token(tok, v, f"evaluation.probes[{i}] token")
-        check_model(cfg.model, tok.vocab_size, tok.eos_id)
+        if not (cfg.model.pretrained and cfg.training.init == "pretrained"):
+            check_model(cfg.model, tok.vocab_size, tok.eos_id)  # else its checkpoint's config
         check_reference(cfg, tok.vocab_size)
+        contexts = tuple(p.context for p in cfg.evaluation.probes)
+        for spec, what in starting_points(cfg):
+            check_tokenizer(spec, tok, what, contexts)
 
     return check
+
+
+def starting_points(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """The published models a run starts from: (name or path, the config key naming it)."""
+    out = []
+    if cfg.run.first_model:
+        out.append((cfg.run.first_model, "run.first_model"))
+    if cfg.model.pretrained and cfg.training.init != "scratch":
+        out.append((cfg.model.pretrained, "model.pretrained"))
+    return out
 
 
 def check_writable(path: str | Path) -> None:
@@ -71,7 +86,9 @@ def preflight(
     from lmcollapse.config import validate
     from lmcollapse.curation.hf_detector import check_detector
     from lmcollapse.models import family_of
+    from lmcollapse.models.pretrained import check_local
     from lmcollapse.rundir import RunLayout, start_or_resume
+    from lmcollapse.tracking import check_trackers
 
     cfg = validate(cfg)
     layout = RunLayout(Path(out))
@@ -80,8 +97,12 @@ def preflight(
     # the tokenizer's own checks come in data preparation (tokenizer_check), as soon as there
     # is one; here the asked vocabulary stands in for it
     vocab = cfg.model.vocab_size or cfg.data.tokenizer_vocab_size
-    problems = family_of(cfg.model.family).check(cfg.model, vocab)
-    if problems:
-        raise InvalidInput("; ".join(problems))
+    if not (cfg.model.pretrained and cfg.training.init == "pretrained"):  # else its own config
+        problems = family_of(cfg.model.family).check(cfg.model, vocab)
+        if problems:
+            raise InvalidInput("; ".join(problems))
+    for spec, what in starting_points(cfg):
+        check_local(spec, what)
     check_detector(cfg)
+    check_trackers(cfg.run.trackers)
     return manifest

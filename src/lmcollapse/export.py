@@ -40,6 +40,7 @@ from lmcollapse.errors import InvalidInput
 from lmcollapse.rundir import RunLayout, completed, read_manifest, verified_corpus
 
 FORMATS = ("jsonl", "parquet", "hf")
+DIRECTORY_FORMATS = {"hf"}  # written as a directory; the others as one file
 CHUNK_STORIES = 10_000  # stories decoded at once; one parquet row group each
 HF_DATA_FILE = "data/train-00000-of-00001.parquet"
 EXPORT_DIR = "export"
@@ -193,7 +194,8 @@ def dataset_card(about: dict[str, Any]) -> str:
     ]
     if about.get("sampling"):
         s = about["sampling"]
-        keys = ("temperature", "top_k", "top_p", "length")
+        keys = ("strategy", "num_beams", "repetition_penalty", "prompted", "temperature")
+        keys += ("top_k", "top_p", "length", "min_new_tokens")
         lines.append("- sampling: " + ", ".join(f"{k} {s[k]}" for k in keys if k in s))
     lines += ["", "## Columns", ""]
     lines += [f"- `{name}`: {meaning}" for name, meaning in COLUMNS.items()]
@@ -298,7 +300,7 @@ def _check_target(target: Path, run: Path, fmt: str, force: bool) -> None:
         raise InvalidInput(
             f"--out {target} already exists: pass --force to replace it, or choose another --out"
         )
-    if fmt == "hf":
+    if fmt in DIRECTORY_FORMATS:
         if not target.is_dir() or target.is_symlink():
             raise InvalidInput(
                 f"--out {target} is not a directory, and an hf export is one: remove it or "

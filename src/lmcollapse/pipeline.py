@@ -8,9 +8,10 @@ and the next trains on its paradigm's composition of D0 and the S_j. Generation 
 reference row: D0 itself (the truth of every probe, D0's corpus statistics).
 
 A generation is a sequence of named stages (`STAGES`): compose → fit → sample → curate →
-evaluate → record, each a function of the run's context and the generation's state; a new stage
-is one more function in that tuple. curate (lmcollapse.curation) does nothing unless
-curation.name asks for it.
+evaluate → downstream → record, each a function of the run's context and the generation's
+state; a new stage is one more function in that tuple. curate (lmcollapse.curation) does
+nothing unless curation.name asks for it, downstream nothing unless evaluation.downstream
+lists tasks. fit starts from training.init's weights (generation 1 may be run.first_model).
 
 Resume and safety: the run directory (lmcollapse.rundir) records the resolved config and a
 manifest; a generation counts as done only once its metrics are written and the manifest says
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,12 +55,18 @@ from lmcollapse.rundir import (
     default_out,
     forget_new_run,
     load_metrics,
+    metrics_rows,
     missing_dirs,
     now,
     sha256_of,
     write_config,
 )
 from lmcollapse.runtime import log, log_to, main_first, say
+
+if TYPE_CHECKING:
+    from lmcollapse.evaluate.downstream import EncodedTask
+    from lmcollapse.results import DownstreamResult
+    from lmcollapse.tracking import Trackers
 
 # Seconds between rewrites of metrics.csv, figures and report.html (the run's end always writes).
 OUTPUT_INTERVAL = 20.0
@@ -91,6 +98,10 @@ class _Context:
     curation_cache: dict[str, Any] = field(default_factory=dict)  # the prior model, D0's scores
     data_from: Path | None = None  # another run's prepared data, shared (replicates)
     report: bool = True  # figures/ and report.html with metrics.csv (a replicate: metrics.csv only)
+    trackers: Trackers | None = None  # run.trackers (main process)
+    tasks: list[EncodedTask] = field(default_factory=list)  # evaluation.downstream (main)
+    starts: dict[str, Path] = field(default_factory=dict)  # run.first_model, model.pretrained
+    vocab: int = 0  # the run's vocabulary: the tokenizer's, or a checkpoint's padded one
 
     @property
     def main(self) -> bool:
@@ -122,6 +133,7 @@ class Generation:
     trained: TrainResult | None = None
     sampled: SampleResult | None = None
     curated: Any = None  # results.CurationResult (main process, when curating)
+    downstream: list[DownstreamResult] | None = None  # one per task (main process)
     metrics: GenerationMetrics | None = None
 
 
@@ -208,6 +220,8 @@ def _run_locked(
             _reference_row(ctx)
         done = set(completed(manifest, layout))
         todo = [n for n in range(1, cfg.run.generations + 1) if n not in done]
+        if main and cfg.run.trackers:
+            ctx.trackers = _open_trackers(ctx, todo[0] if todo else cfg.run.generations + 1)
         bar = progress_bar(
             cfg.run.generations, "generations", "gen", ctx.progress, initial=len(done), leave=True
         )
@@ -227,7 +241,26 @@ def _run_locked(
             manifest["error"] = f"{exc.__class__.__name__}: {exc}"
             ctx.save_manifest()
         raise
+    finally:
+        if ctx.trackers is not None:
+            ctx.trackers.finish()
     return layout.root
+
+
+def _open_trackers(ctx: _Context, first: int) -> Any:
+    """run.trackers, continuing at generation `first` (the recorded generations' optimizer
+    steps give the training-loss axis its offset)."""
+    from lmcollapse.tracking import Trackers
+
+    before, total = {1: 0}, 0
+    for m in load_metrics(ctx.layout):
+        n = int(m["generation"])
+        if 1 <= n < first:
+            total += int((m.get("train") or {}).get("steps") or 0)
+            before[n + 1] = total
+    new = not any(n in before for n in range(2, first + 1))
+    created = str(ctx.manifest.get("created", ""))
+    return Trackers.open(ctx.cfg, ctx.layout.root, before, first, new, created)
 
 
 def _set_up(ctx: _Context, progress: bool) -> None:
@@ -250,6 +283,13 @@ def _set_up(ctx: _Context, progress: bool) -> None:
     spec = p.evaluation_spec(cfg.evaluation, cfg.data)
     if spec is not None and not p.evaluation_ready(spec, layout.data / "eval"):
         p.check_evaluation_source(spec)  # its errors before the (long) data preparation
+    tasks = []
+    finished = len(completed(ctx.manifest, layout)) >= cfg.run.generations
+    if cfg.evaluation.downstream and not finished:  # its errors before the data preparation
+        from lmcollapse.evaluate.downstream import read_tasks
+
+        seed = seed_for(cfg.run.seed, 0, "downstream-examples")
+        tasks = read_tasks(cfg.evaluation.downstream, seed)
     if ctx.data_from is not None and p.is_prepared(ctx.data_from):
         from lmcollapse.repdir import share_data
 
@@ -263,6 +303,8 @@ def _set_up(ctx: _Context, progress: bool) -> None:
             shutil.rmtree(layout.data)
         raise
     tok = corpus.tokenizer
+    ctx.starts = _starting_points(ctx)
+    ctx.vocab = _vocabulary(cfg, tok, ctx.starts)
     ctx.evaluation = (
         corpus.holdout
         if spec is None
@@ -284,12 +326,46 @@ def _set_up(ctx: _Context, progress: bool) -> None:
             log=ctx.say,
         )
         check_fresh(ctx.manifest, fresh)
+    if tasks:
+        from lmcollapse.evaluate.downstream import encode_tasks
+
+        ctx.tasks = encode_tasks(tasks, tok)
     if not layout.config.is_file() or config_is_partial(layout):
         write_config(layout, ctx.manifest, cfg)
     if len(completed(ctx.manifest, layout)) < cfg.run.generations:  # a finished run stays so
         ctx.manifest["status"] = "running"
     ctx.manifest["generations_planned"] = cfg.run.generations
     atomic_write_json(layout.manifest, ctx.manifest, indent=None)
+
+
+def _vocabulary(cfg: ExperimentConfig, tok: Any, starts: dict[str, Path]) -> int:
+    """The run's vocabulary: model.vocab_size or the tokenizer's, or a starting checkpoint's
+    padded one (OPT: 50,272 rows for 50,265 ids) — what every store, model and probe spans."""
+    from lmcollapse.models.pretrained import vocab_of
+
+    sizes = [v for v in map(vocab_of, starts.values()) if v is not None]
+    return max([cfg.model.vocab_size or tok.vocab_size, *sizes])
+
+
+def _starting_points(ctx: _Context) -> dict[str, Path]:
+    """run.first_model and model.pretrained as local directories (a hub model fetched once),
+    their files' SHA-256 recorded in the manifest when the run starts and checked on resume: a
+    resumed run never fine-tunes from weights that changed under it."""
+    from lmcollapse.checks import starting_points
+    from lmcollapse.models.pretrained import local_dir
+
+    out, recorded = {}, ctx.manifest.setdefault("starting_points", {})
+    for spec, what in starting_points(ctx.cfg):
+        path = local_dir(spec, what)
+        digest = sha256_of(path)
+        seen = recorded.setdefault(what, {"source": spec, "sha256": digest})
+        if seen.get("sha256") != digest:
+            raise InvalidInput(
+                f"{what} {spec} is not the model this run started from (its files' SHA-256 "
+                "changed): restore it, or start a new run with another --out"
+            )
+        out[what] = path
+    return out
 
 
 def _reference_row(ctx: _Context) -> None:
@@ -303,7 +379,7 @@ def _reference_row(ctx: _Context) -> None:
     ctx.truths = [
         corpus_truth(corpus.d0, tok, p.context, what="probe context") for p in cfg.evaluation.probes
     ]
-    vocab = cfg.model.vocab_size or tok.vocab_size
+    vocab = ctx.vocab
     ctx.reference = reference(
         corpus.d0,
         sample_tokens=int(min(cfg.evaluation.stats_tokens, corpus.d0.num_tokens)),
@@ -383,32 +459,57 @@ def _fresh(ctx: _Context, j: int) -> Any:
 
 
 def fit(ctx: _Context, g: Generation) -> None:
-    """A fresh model, fitted by its family; saved by the main process."""
-    from lmcollapse.models import build_model, family_of
+    """The generation's model: run.first_model as generation 1, else its starting weights
+    (training.init) fitted by its family; saved by the main process."""
+    from lmcollapse.models import family_of
     from lmcollapse.models.base import FitJob
+    from lmcollapse.models.pretrained import load_pretrained, starting_model
+    from lmcollapse.rundir import verified_model
     from lmcollapse.runtime import seed_everything
 
     cfg, corpus, n = ctx.cfg, ctx.corpus, g.n
     seed_everything(seed_for(cfg.run.seed, n, "init"))
-    g.model = build_model(cfg.model, corpus.tokenizer.vocab_size, corpus.tokenizer.eos_id)
-    early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
-    job = FitJob(
-        cfg,
-        n,
-        g.data,
-        corpus.d0,
-        ctx.paradigm,
-        seed=seed_for(cfg.run.seed, n, "data"),
-        holdout=corpus.holdout if early else None,
-        epochs=ctx.manifest.get("epochs"),
-        generation_dir=ctx.layout.generation,
-        progress=ctx.progress,
-    )
-    g.trained = family_of(cfg.model.family).fit(g.model, job)
-    if early:
-        ctx.manifest["epochs"] = g.trained.best_epoch or g.trained.epochs
-    if n == 1:
-        ctx.say(g.model.describe())
+    if not ctx.starts:  # another process than the main one (which checked their SHA-256)
+        from lmcollapse.checks import starting_points
+        from lmcollapse.models.pretrained import local_dir
+
+        ctx.starts = {what: local_dir(spec, what) for spec, what in starting_points(cfg)}
+        ctx.vocab = _vocabulary(cfg, corpus.tokenizer, ctx.starts)
+    if n == 1 and cfg.run.first_model:
+        t0 = time.perf_counter()
+        g.model = load_pretrained(ctx.starts["run.first_model"], "run.first_model")
+        note = f"run.first_model {cfg.run.first_model}, loaded (not trained)"
+        g.trained = TrainResult(0, 0, 0, time.perf_counter() - t0, trained_on=note)
+        ctx.say(f"generation 1 is {cfg.run.first_model}: {g.model.describe()}")
+    else:
+        tok = corpus.tokenizer
+        g.model, start = starting_model(
+            cfg,
+            n,
+            ctx.vocab,
+            tok.eos_id,
+            lambda: verified_model(ctx.layout, ctx.manifest, n - 1),
+            ctx.starts.get("model.pretrained"),
+        )
+        early = cfg.training.early_stopping and ctx.manifest.get("epochs") is None
+        job = FitJob(
+            cfg,
+            n,
+            g.data,
+            corpus.d0,
+            ctx.paradigm,
+            seed=seed_for(cfg.run.seed, n, "data"),
+            holdout=corpus.holdout if early else None,
+            epochs=ctx.manifest.get("epochs"),
+            generation_dir=ctx.layout.generation,
+            progress=ctx.progress,
+            on_step=ctx.trackers.step_logger(n) if ctx.trackers else None,
+        )
+        g.trained = family_of(g.model.family).fit(g.model, job)
+        if early:
+            ctx.manifest["epochs"] = g.trained.best_epoch or g.trained.epochs
+        if n == 1 or (n == 2 and cfg.run.first_model):
+            ctx.say(f"{g.model.describe()}, from {start}")
     if ctx.main:
         g.model.save(ctx.layout.model(n))
     ctx.state.wait_for_everyone()
@@ -434,9 +535,19 @@ def sample(ctx: _Context, g: Generation) -> None:
 def _draw(ctx: _Context, g: Generation, out: Path, target: dict[str, int], r: int = 0) -> Any:
     """Sample generation n's model into a token store at `out` (round r > 0: a curation pool
     from its own seed)."""
-    from lmcollapse.sample import SamplingParams, generate_corpus, sampling_context
+    from lmcollapse.sample import (
+        Decoding,
+        SamplingParams,
+        TrainingPrompts,
+        generate_corpus,
+        sampling_context,
+    )
 
     cfg, s = ctx.cfg, ctx.cfg.sampling
+    prompts = None
+    if s.prompt == "training":  # round r of a curation: other blocks first
+        order = seed_for(cfg.run.seed, g.n, "prompts" if r == 0 else f"prompts-{r}")
+        prompts = TrainingPrompts(g.data, s.prompt_tokens, order)
     return generate_corpus(
         g.model,
         out,
@@ -451,6 +562,7 @@ def _draw(ctx: _Context, g: Generation, out: Path, target: dict[str, int], r: in
         params=SamplingParams.of(s),
         provenance={"generation": g.n},
         progress=ctx.progress,
+        decoding=Decoding.of(s, prompts),
     )
 
 
@@ -527,6 +639,61 @@ def evaluate(ctx: _Context, g: Generation) -> None:
     _write_samples(ctx, n, generated)
 
 
+def downstream(ctx: _Context, g: Generation) -> None:
+    """Main process: every evaluation.downstream task fine-tuned from the generation's model
+    and tested, next to the run's random-init baseline (computed once)."""
+    if not ctx.main or not ctx.tasks:
+        return
+    from lmcollapse.evaluate.downstream import evaluate_tasks
+    from lmcollapse.runtime import resolve_device
+
+    t0 = time.perf_counter()
+    cfg, n, eos = ctx.cfg, g.n, ctx.corpus.tokenizer.eos_id
+    device = resolve_device(cfg.run.device)
+    baseline = _downstream_baseline(ctx, device)
+    seed = seed_for(cfg.run.seed, n, "downstream")
+    g.downstream = evaluate_tasks(ctx.tasks, ctx.layout.model(n), eos, seed=seed, device=device)
+    for result, base in zip(g.downstream, baseline, strict=True):
+        result.baseline_accuracy, result.baseline_f1_weighted = base.accuracy, base.f1_weighted
+    g.entry["seconds"]["downstream"] = time.perf_counter() - t0  # the baseline's too, once
+    ctx.say(
+        "downstream: "
+        + "; ".join(
+            f"{r.task} accuracy {r.accuracy:.3f} (random init {r.baseline_accuracy:.3f})"
+            for r in g.downstream
+        )
+    )
+
+
+def _downstream_baseline(ctx: _Context, device: Any) -> list[Any]:
+    """downstream_baseline.json: the tasks on a random init of generation 1's config."""
+    import json
+
+    from lmcollapse.evaluate.downstream import evaluate_tasks
+    from lmcollapse.results import DownstreamResult
+
+    path = ctx.layout.downstream_baseline
+    if path.is_file():
+        return [DownstreamResult.from_plain(d) for d in json.loads(path.read_text())["tasks"]]
+    ctx.say("downstream: the random-init baseline (once per run)")
+    results = evaluate_tasks(
+        ctx.tasks,
+        ctx.layout.model(1),
+        ctx.corpus.tokenizer.eos_id,
+        seed=seed_for(ctx.cfg.run.seed, 0, "downstream-baseline"),
+        device=device,
+        random_init=True,
+    )
+    record = {
+        "what": "a randomly initialised model of generation 1's config, fine-tuned and tested "
+        "like every generation's (evaluation.downstream)",
+        "config": str(ctx.layout.model(1).relative_to(ctx.layout.root) / "config.json"),
+        "tasks": [r.to_plain() for r in results],
+    }
+    atomic_write_json(path, record)
+    return results
+
+
 def record(ctx: _Context, g: Generation) -> None:
     """Main process: metrics.json, then the manifest marks the generation complete."""
     if not ctx.main:
@@ -534,6 +701,7 @@ def record(ctx: _Context, g: Generation) -> None:
     m, layout, n = g.metrics, ctx.layout, g.n
     assert m is not None and g.trained is not None  # g.sampled: None when nothing was sampled
     m.train, m.sample, m.curation = g.trained, g.sampled, g.curated
+    m.downstream = g.downstream
     m.composition, m.seconds = g.composition.to_dict(), g.entry["seconds"]
     if g.trained.trained_on is not None:  # the family fitted on something else (expected counts)
         m.train_tokens, m.train_stories = g.trained.tokens, None
@@ -548,6 +716,8 @@ def record(ctx: _Context, g: Generation) -> None:
             "metrics_sha256": sha256_of(layout.metrics(n)),
         }
     )
+    if ctx.trackers is not None:  # before the manifest: a kill in between redoes (and purges)
+        ctx.trackers.generation(n, metrics_rows([m.to_plain()])[0], g.trained.steps)
     ctx.save_manifest()
     if time.monotonic() - ctx.outputs_at >= max(OUTPUT_INTERVAL, 10 * ctx.outputs_cost):
         _write_outputs(ctx)  # the run's end writes them in any case
@@ -555,7 +725,7 @@ def record(ctx: _Context, g: Generation) -> None:
 
 
 Stage = Callable[[_Context, Generation], None]
-STAGES: tuple[Stage, ...] = (compose, fit, sample, curate, evaluate, record)
+STAGES: tuple[Stage, ...] = (compose, fit, sample, curate, evaluate, downstream, record)
 TIMED: dict[Stage, str] = {fit: "train", sample: "sample", evaluate: "evaluate"}
 
 
@@ -571,7 +741,6 @@ def _write_samples(ctx: _Context, n: int, store: Any) -> None:
 def _write_outputs(ctx: _Context) -> None:
     """metrics.csv, figures/ and report.html from the metrics files."""
     from lmcollapse.report import write_report
-    from lmcollapse.rundir import metrics_rows
 
     layout = ctx.layout
     t0 = ctx.outputs_at = time.monotonic()

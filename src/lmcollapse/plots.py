@@ -267,9 +267,55 @@ def run_figures(runs: list[RunMetrics]) -> dict[str, bytes]:
         _diversity_figure,
         _lengths_figure,
         _curation_figure,
+        _downstream_figure,
     ):
         draw(plt, colors, runs, probes, figures)
     return figures
+
+
+def _downstream_figure(
+    plt: Any,
+    colors: list[str],
+    runs: list[RunMetrics],
+    probes: list[Any],
+    figures: dict[str, bytes],
+) -> None:
+    """downstream.png, for runs with evaluation.downstream: each task's test accuracy per
+    generation (solid; weighted F1 dotted) against the random-init baseline (dashed)."""
+    tasks: list[str] = []
+    for run in runs:
+        for m in run.metrics:
+            tasks += [d["task"] for d in m.get("downstream") or [] if d["task"] not in tasks]
+    if not tasks:
+        return
+    cols = min(len(tasks), 4)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 3.2 * rows), layout="constrained", squeeze=False
+    )
+    for ax, task in zip(axes.flat, tasks, strict=False):
+
+        def get(m: dict[str, Any], key: str, task: str = task) -> Any:
+            return next((d[key] for d in m["downstream"] if d["task"] == task), None)
+
+        for ri, run in enumerate(runs):
+            color = colors[ri % len(colors)]
+            _line(
+                ax, run, lambda m: get(m, "accuracy"), f"downstream_{task}_accuracy",
+                start=1, color=color, label=f"{run.label}: accuracy",
+            )  # fmt: skip
+            xs, ys = _series(run.metrics, lambda m: get(m, "f1_weighted"), 1)
+            ax.plot(xs, ys, color=color, ls=":", lw=1, label=f"{run.label}: weighted F1")
+            _, base = _series(run.metrics, lambda m: get(m, "baseline_accuracy"), 1)
+            if base:
+                ax.axhline(base[0], color=color, ls="--", lw=1, label=f"{run.label}: random init")
+        ax.set_title(task)
+        ax.set_xlabel("generation n")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.set_visible(False)
+    figures["downstream.png"] = _png(fig, integer_x=True)
 
 
 _CURATION_SERIES = {  # what a curation record says, and how its line is drawn

@@ -64,6 +64,11 @@ _CAPTIONS = {
     "stories kept, a filter's acceptance rate, ToEdit's share of too-predictable tokens, the "
     "resampling detector's held-out AUC. Right: the real share of each training set (D0 and "
     "fresh stories); under Accumulate-Subsample with fresh data it tends to r/(k + r), not 0.",
+    "downstream.png": "Downstream classification (the authors' protocol): each generation's "
+    "model with a new classification head, fine-tuned on the task's training split and tested "
+    "(accuracy solid, weighted F1 dotted), against a randomly initialised model of the same "
+    "config fine-tuned the same way (dashed). A model no better than the dashed line has kept "
+    "nothing a classifier can use.",
     "spread": "Theory next to replicates. Left: p̂_n(v|x) over the replicates (mean and "
     "interval, solid) against the bridge's limit term estimated from each replicate (dotted) "
     "and the truth (dashed). Middle: the standard deviation of p̂_n(v|x) across replicates. "
@@ -345,7 +350,8 @@ def _summary(run: dict[str, Any]) -> str:
         return "<p>No generation has finished yet.</p>"
     first, last = ms[0], ms[-1]
     parts = [
-        f"<p><b>{html.escape(run['label'])}</b>: {len(ms)} generation(s) done "
+        f"<p><b>{html.escape(run['label'])}</b>: {html.escape(_setup(run))} "
+        f"{len(ms)} generation(s) done "
         f"(status: {html.escape(str(run['manifest'].get('status')))}). Held-out perplexity "
         f"{_fmt(first['perplexity'], 2)} at generation {first['generation']} → "
         f"{_fmt(last['perplexity'], 2)} at generation {last['generation']}."
@@ -358,6 +364,22 @@ def _summary(run: dict[str, Any]) -> str:
                 f"(truth {_fmt(d.get('truth'))})."
             )
     return "".join(parts) + "</p>"
+
+
+def _setup(run: dict[str, Any]) -> str:
+    """Where generation 1 and every generation's weights come from, and how S_n is drawn."""
+    from lmcollapse.config import ExperimentConfig, from_yaml
+
+    if not run.get("config"):
+        return ""
+    cfg = from_yaml(ExperimentConfig, run["config"])
+    start = {
+        "scratch": "a random init",
+        "pretrained": f"{cfg.model.pretrained}'s weights",
+        "previous": "the previous generation's weights",
+    }[cfg.training.init]
+    first = f"generation 1 is {cfg.run.first_model}; " if cfg.run.first_model else ""
+    return f"{first}every generation trains from {start}; sampling: {cfg.sampling.describe()}."
 
 
 def _metrics_table(run: dict[str, Any]) -> str:

@@ -225,6 +225,39 @@ class CurationResult(_Plain):
 
 
 @dataclass
+class DownstreamResult(_Plain):
+    """One downstream classification task (evaluate.downstream): the generation's model
+    fine-tuned and tested, next to the run's random-init baseline (metrics.json's
+    `downstream`, one per task; downstream_baseline.json holds the baseline's own)."""
+
+    task: str
+    accuracy: float
+    f1_weighted: float
+    num_labels: int
+    train_examples: int
+    test_examples: int
+    steps: int
+    seconds: float
+    baseline_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    baseline_f1_weighted: float | None = field(default=None, metadata=OMIT_NONE)
+
+    def columns(self) -> dict[str, Any]:
+        """metrics.csv's downstream_<task>_* columns."""
+        tag = f"downstream_{self.task}"
+        return {
+            f"{tag}_accuracy": self.accuracy,
+            f"{tag}_f1_weighted": self.f1_weighted,
+            f"{tag}_baseline_accuracy": self.baseline_accuracy,
+            f"{tag}_baseline_f1_weighted": self.baseline_f1_weighted,
+        }
+
+    @classmethod
+    def from_plain(cls, d: dict[str, Any]) -> DownstreamResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
 class GenerationMetrics(_Plain):
     """One generation's metrics.json (generation 0 is D0 itself: no model, no training)."""
 
@@ -244,6 +277,7 @@ class GenerationMetrics(_Plain):
     sample: SampleResult | None = field(default=None, metadata=OMIT_NONE)  # as its record()
     seconds: dict[str, float] | None = field(default=None, metadata=OMIT_NONE)
     curation: CurationResult | None = field(default=None, metadata=OMIT_NONE)
+    downstream: list[DownstreamResult] | None = field(default=None, metadata=OMIT_NONE)
 
     def to_plain(self) -> dict[str, Any]:
         parts = {"probes": [], "corpus": None, "train": None, "sample": None}
@@ -259,9 +293,11 @@ class GenerationMetrics(_Plain):
     def from_plain(cls, d: dict[str, Any]) -> GenerationMetrics:
         """A metrics.json read back (a run of an older version may lack the newer keys)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"probes", "corpus", "train", "sample"}
-        names -= {"curation"}
+        names -= {"curation", "downstream"}
+        tasks = d.get("downstream")
         return cls(
             curation=CurationResult.from_plain(d["curation"]) if d.get("curation") else None,
+            downstream=[DownstreamResult.from_plain(t) for t in tasks] if tasks else None,
             probes=[ProbeResult.from_plain(p) for p in d.get("probes", [])],
             corpus=CorpusStats.from_plain(d.get("corpus") or {}),
             train=TrainResult.from_record(d["train"]) if d.get("train") else None,
@@ -303,6 +339,8 @@ class GenerationMetrics(_Plain):
             row["train_tokens_per_s"] = self.train.tokens_per_second
         if self.curation is not None:
             row.update(self.curation.columns())
+        for task in self.downstream or []:
+            row.update(task.columns())
         for phase, seconds in (self.seconds or {}).items():
             row[f"seconds_{phase}"] = seconds
         return row

@@ -34,7 +34,7 @@ RUN_VERSION = 2
 # Keys that may change between invocations of the same run: its length, where it is, the device.
 # what may change when a run is continued: nothing that changes a generation's numbers (the
 # stats section only aggregates replicates)
-RESUMABLE_KEYS = {"run.generations", "run.out", "run.device", "run.jobs"}
+RESUMABLE_KEYS = {"run.generations", "run.out", "run.device", "run.jobs", "run.trackers"}
 RESUMABLE_SECTIONS = ("stats.",)
 
 
@@ -80,6 +80,14 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def downstream_baseline(self) -> Path:
+        return self.root / "downstream_baseline.json"
+
+    @property
+    def trackers(self) -> Path:
+        return self.root / "trackers"
 
     def generation(self, n: int) -> Path:
         return self.root / f"gen_{n:03d}"

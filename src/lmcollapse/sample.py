@@ -38,7 +38,69 @@ from lmcollapse.errors import InvalidInput
 from lmcollapse.models.base import PAPER_SAMPLING, LanguageModel, SamplingParams
 from lmcollapse.results import SampleResult
 
-__all__ = ["SamplingParams", "generate_corpus", "sample_batch", "sampling_context", "stories_of"]
+__all__ = [
+    "Decoding",
+    "SamplingParams",
+    "TrainingPrompts",
+    "generate_corpus",
+    "sample_batch",
+    "sampling_context",
+    "stories_of",
+]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Prompted or deterministic generation (sampling.strategy / sampling.prompt): what
+    `lmcollapse.decoding.decode` is called with for each batch. `prompts(start, count)` gives
+    the prompts of sequences start..start+count−1 (None: the end-of-text token alone)."""
+
+    strategy: str = "ancestral"
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    min_new_tokens: int = 0
+    prompts: Any = None
+
+    @classmethod
+    def of(cls, sampling: Any, prompts: Any = None) -> Decoding | None:
+        """The Decoding of a SamplingConfig; None for the paper's pure sampling from the start
+        token (models' own samplers, Algorithm 1)."""
+        if sampling.strategy == "ancestral" and sampling.prompt == "none":
+            return None
+        return cls(
+            sampling.strategy,
+            sampling.num_beams if sampling.strategy == "beam" else 1,
+            sampling.repetition_penalty,
+            sampling.length_penalty,
+            sampling.early_stopping,
+            sampling.min_new_tokens,
+            prompts,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What the corpus's provenance says of it."""
+        out = {k: getattr(self, k) for k in ("strategy", "num_beams", "repetition_penalty")}
+        out |= {"length_penalty": self.length_penalty, "early_stopping": self.early_stopping}
+        return out | {"min_new_tokens": self.min_new_tokens, "prompted": self.prompts is not None}
+
+
+class TrainingPrompts:
+    """Prompts from a training set (sampling.prompt training): the inputs of its stories packed
+    into blocks of `tokens`, in a seeded order, cycled when S_n needs more sequences than there
+    are blocks — Shumailov et al. prompt with every block of the training data."""
+
+    def __init__(self, data: Any, tokens: int, seed: int) -> None:
+        self.blocks = data.blocks(tokens, seed=seed)
+        if len(self.blocks) == 0:
+            raise InvalidInput(
+                f"the training set makes no prompt of {tokens} tokens: lower sampling.prompt_tokens"
+            )
+
+    def __call__(self, start: int, count: int) -> list[np.ndarray]:
+        n = len(self.blocks)
+        return [np.asarray(self.blocks[(start + i) % n][0]) for i in range(count)]
 
 
 def sample_batch(
@@ -147,8 +209,12 @@ def generate_corpus(
     params: SamplingParams = PAPER_SAMPLING,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
+    decoding: Decoding | None = None,
 ) -> SampleResult:
     """Generate a corpus into a token store at `out` (one stored unit per story).
+
+    decoding: greedy or beam search, or prompted generation (lmcollapse.decoding); None: the
+    model's own sampler from the start token (the paper).
 
     One target: `num_sequences` sequences; or — with `min_stories` — whole batches until the
     corpus holds at least that many stories (every sequence gives at least one, so this ends);
@@ -172,7 +238,9 @@ def generate_corpus(
     sampling |= {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
     sampling |= {"context": context, "batch_size": batch_size, "num_sequences": num_sequences}
     sampling |= {"min_stories": min_stories, "min_tokens": min_tokens}
-    batches = _Batches(model, params, eos_id, sampling)
+    if decoding is not None:
+        sampling |= decoding.record()
+    batches = _Batches(model, params, eos_id, sampling, decoding)
     t0 = time.perf_counter()
     total = num_sequences if num_sequences is not None else None
     bar = progress_bar(total, "sample", "seq" if total else "story", progress and rank == 0)
@@ -196,9 +264,15 @@ class _Batches:
     """Batch b of a corpus: its sequences, drawn from a generator seeded by (seed, b)."""
 
     def __init__(
-        self, model: LanguageModel, params: SamplingParams, eos_id: int, sampling: dict[str, Any]
+        self,
+        model: LanguageModel,
+        params: SamplingParams,
+        eos_id: int,
+        sampling: dict[str, Any],
+        decoding: Decoding | None = None,
     ) -> None:
         self.model, self.params, self.eos_id, self.s = model, params, eos_id, sampling
+        self.decoding = decoding
 
     def rows(self, b: int) -> list[np.ndarray]:
         s, size = self.s, self.s["batch_size"]
@@ -206,6 +280,8 @@ class _Batches:
         if rows <= 0:
             return []
         g = torch.Generator(device=self.model.device).manual_seed(_batch_seed(s["seed"], b))
+        if self.decoding is not None:
+            return self._decode(b * size, rows, g)
         return sample_batch(
             self.model,
             rows,
@@ -215,6 +291,33 @@ class _Batches:
             generator=g,
             params=self.params,
             stop_at_eos=s["mode"] == "story",
+        )
+
+    def _decode(self, start: int, rows: int, g: torch.Generator) -> list[np.ndarray]:
+        """Sequences start..start+rows−1 by lmcollapse.decoding (prompted, greedy or beam)."""
+        from lmcollapse.decoding import decode
+
+        d = self.decoding
+        assert d is not None
+        prompts = (
+            d.prompts(start, rows)
+            if d.prompts is not None
+            else [np.array([self.eos_id], dtype=np.int64)] * rows
+        )
+        return decode(
+            self.model,  # type: ignore[arg-type]
+            prompts,
+            strategy=d.strategy,  # type: ignore[arg-type]
+            max_new_tokens=self.s["length"],
+            eos_id=self.eos_id,
+            min_new_tokens=d.min_new_tokens,
+            num_beams=d.num_beams,
+            repetition_penalty=d.repetition_penalty,
+            length_penalty=d.length_penalty,
+            early_stopping=d.early_stopping,
+            params=self.params,
+            generator=g,
+            batch_size=rows,
         )
 
 

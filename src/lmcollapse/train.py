@@ -78,6 +78,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     max_steps: int | None = None,
+    on_step: Any = None,
 ) -> TrainResult:
     """Train `model` in place on `data`; returns what happened.
 
@@ -85,6 +86,8 @@ def train(
     With cfg.early_stopping and a holdout, epochs run up to cfg.max_epochs until the held-out loss
     has not improved for cfg.patience epochs; the best weights are kept and best_epoch is set.
     max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
+    on_step: called with (optimizer step, the step's mean micro-batch loss) after every step
+    (experiment trackers).
     """
     from lmcollapse.runtime import num_processes, progress_bar
 
@@ -111,6 +114,7 @@ def train(
     result = TrainResult(epochs=0, steps=0, tokens=0, seconds=0.0)
     shown = total_steps if max_steps is None else min(max_steps, total_steps)
     step = _Step(acc, model, optimizer, scheduler, cfg.grad_clip, world, max_steps, result)
+    step.on_step = on_step
     step.bar = progress_bar(shown, "train", "step", progress and acc.is_main_process)
     for epoch in range(n_epochs):
         blocks = first if epoch == 0 else _epoch_blocks(data, cfg, seed, epoch)
@@ -203,6 +207,7 @@ class _Step:
             result,
         )
         self.bar: Any = None
+        self.on_step: Any = None
         self.t0 = time.perf_counter()
 
     @property
@@ -216,6 +221,7 @@ class _Step:
         model.train()
         running = torch.zeros(())
         count = 0
+        step_loss, step_count = torch.zeros(()), 0
         for batch in loader:
             with acc.accumulate(model):
                 loss = model(batch[:, 0], batch[:, 1])  # inputs, targets (IGNORE: none)
@@ -226,10 +232,16 @@ class _Step:
                 self.optimizer.zero_grad(set_to_none=True)
             running += loss.detach().cpu()
             count += 1
+            if self.on_step is not None:
+                step_loss += loss.detach().cpu()
+                step_count += 1
             result.tokens += batch[:, 1].numel() * self.world
             if acc.sync_gradients:
                 self.scheduler.step()
                 result.steps += 1
+                if self.on_step is not None:
+                    self.on_step(result.steps, float(step_loss) / step_count)
+                    step_loss, step_count = torch.zeros(()), 0
                 self.bar.update(1)
                 elapsed = time.perf_counter() - self.t0
                 self.bar.set_postfix(

@@ -33,13 +33,23 @@ def config_show(preset: str | None, config_file: Path | None, sets: tuple[str, .
 
 
 @config.command("check", context_settings=CONTEXT_SETTINGS)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--preset", help="Check a shipped preset (with FILE: the file over it).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a field.")
 @click.option("--theory", "is_theory", is_flag=True, help="Check it as a theory config.")
-def config_check(file: Path, is_theory: bool) -> None:
-    """Validate a config file, listing every problem at once."""
+def config_check(
+    file: Path | None, preset: str | None, sets: tuple[str, ...], is_theory: bool
+) -> None:
+    """Validate a config file or a preset, listing every problem at once (nothing is fetched:
+    hub models and datasets are checked when a run starts)."""
+    if file is None and preset is None:
+        raise click.UsageError("give a config FILE, or --preset NAME")
+    if is_theory and preset is not None:
+        raise click.UsageError("--preset names experiment presets: drop --theory")
     cls = TheoryConfig if is_theory else ExperimentConfig
-    resolve(cls, config=file)
-    click.echo(f"{file}: ok")
+    resolve(cls, preset=preset, config=file, overrides=sets)
+    what = " over ".join(str(x) for x in (file, preset and f"preset {preset}") if x)
+    click.echo(f"{what}: ok")
 
 
 @config.command("docs", context_settings=CONTEXT_SETTINGS)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lmcollapse.config.curation import CurationConfig, curation_cross_checks
+from lmcollapse.config.downstream import DownstreamTask
 from lmcollapse.config.stats import StatsConfig
 from lmcollapse.paradigms import FRESH, check_fresh, check_rate, check_share
 
 ExperimentParadigm = Literal["replace", "accumulate-subsample", "accumulate", "mix"]
+Tracker = Literal["tensorboard", "wandb"]
 AttentionType = Literal["global", "local"]
 
 
@@ -61,6 +63,12 @@ class ModelConfig:
     hf_config: str | None = None
     """For family `hf`: a config name or path for AutoConfig (its vocabulary is replaced by the
     tokenizer's); the architecture fields below are then ignored."""
+    pretrained: str | None = None
+    """A causal LM's weights (a Hugging Face model directory or hub name, e.g. facebook/opt-125m)
+    that training.init pretrained starts every generation from, and training.init previous
+    starts generation 1 from. Its config.json decides the family: a GPT-Neo checkpoint runs in
+    the fast engine, any other causal LM through transformers (the hf family); the architecture
+    fields here are then ignored. Its tokenizer must be data.tokenizer (the ids are checked)."""
     num_layers: int = 8
     """Transformer blocks (8 for TinyStories-1M, 4 for TinyStories-33M)."""
     hidden_size: int = 64
@@ -103,8 +111,11 @@ class ModelConfig:
         out = _at_least("num_layers", self.num_layers, 1) + _at_least(
             "num_heads", self.num_heads, 1
         )
-        if self.family == "hf" and not self.hf_config:
-            out.append("hf_config: family hf needs a config name or path (e.g. a model directory)")
+        if self.family == "hf" and not (self.hf_config or self.pretrained):
+            out.append(
+                "hf_config: family hf needs a config name or path (e.g. a model directory), or "
+                "model.pretrained"
+            )
         out += _at_least("hidden_size", self.hidden_size, 1) + _at_least(
             "window_size", self.window_size, 1
         )
@@ -158,6 +169,9 @@ class DataConfig:
     num_stories: int | None = None
     """How many stories D0 has: the built-in world makes this many; a real source is capped at it
     (null: all of it)."""
+    subset: str | None = None
+    """A hub dataset's configuration (load_dataset's second argument), e.g. wikitext-2-raw-v1
+    of wikitext; null: none."""
     dedupe: bool = False
     """Drop exact duplicate stories before splitting."""
     seed: int = 0
@@ -231,6 +245,12 @@ class ParadigmConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     """Training of every generation from a fresh random init (Appendix C.1.2)."""
+
+    init: Literal["scratch", "pretrained", "previous"] = "scratch"
+    """Where each generation's weights start: `scratch`, a fresh random init (the paper);
+    `pretrained`, model.pretrained's weights every generation (fine-tuning, as Shumailov et al.
+    2024 fine-tune OPT-125m); `previous`, generation n−1's trained weights (generation 1 from
+    run.first_model, else model.pretrained, else a random init)."""
 
     learning_rate: float = 5e-4
     """AdamW learning rate."""
@@ -324,7 +344,35 @@ class SamplingConfig:
     top_p: float = 1.0
     """Nucleus sampling mass; 1 disables it (the paper: no truncation)."""
     batch_size: int = 200
-    """Sequences sampled in parallel per device."""
+    """Sequences sampled in parallel per device (under beam search, prompts: each runs
+    num_beams rows)."""
+    strategy: Literal["ancestral", "greedy", "beam"] = "ancestral"
+    """`ancestral`: draw every token from the model's distribution (the paper; temperature,
+    top_k and top_p apply). `greedy`: the most likely token. `beam`: beam search with
+    num_beams beams, the best beam kept (transformers' generate with do_sample false, as
+    Shumailov et al. 2024). greedy and beam are deterministic: they need prompts
+    (sampling.prompt training) and stop at a sequence's end-of-text (mode story)."""
+    num_beams: int = 5
+    """beam: beams kept per prompt (>= 1; 1 is greedy)."""
+    repetition_penalty: float = 1.0
+    """Greedy, beam and prompted sampling: transformers' repetition penalty (a seen token's
+    logit divided by it when positive, multiplied when negative; 1: none; Shumailov et al. use
+    3.0)."""
+    length_penalty: float = 1.0
+    """beam: a finished beam's score is its log-probability / length^length_penalty."""
+    early_stopping: bool = False
+    """beam: stop a prompt's search once num_beams beams have finished (transformers'
+    early_stopping true), instead of when no running beam can do better."""
+    min_new_tokens: int = 0
+    """No end-of-text before this many generated tokens (with `length` the bounds of a
+    sequence; Shumailov et al. generate exactly 64: min_new_tokens = length = 64)."""
+    prompt: Literal["none", "training"] = "none"
+    """`none`: every sequence starts from the end-of-text token alone (the paper). `training`:
+    each sequence is prompted with prompt_tokens consecutive tokens of generation n's own
+    training set — its packed blocks, in a seeded order, repeated if S_n needs more — and only
+    the continuation is stored (Shumailov et al. prompt with every 64-token training block)."""
+    prompt_tokens: int = 64
+    """prompt training: tokens per prompt; prompt_tokens + length must fit the model."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
@@ -334,7 +382,49 @@ class SamplingConfig:
         out += _positive("temperature", self.temperature) + _at_least("top_k", self.top_k, 0)
         out += _in_unit_interval("top_p", self.top_p, open_low=True, open_high=False)
         out += _at_least("batch_size", self.batch_size, 1)
+        out += _at_least("num_beams", self.num_beams, 1)
+        out += _positive("repetition_penalty", self.repetition_penalty)
+        if not math.isfinite(self.length_penalty):
+            out.append(f"length_penalty: must be a finite number, got {self.length_penalty!r}")
+        out += _at_least("min_new_tokens", self.min_new_tokens, 0)
+        if self.min_new_tokens > self.length:
+            out.append(
+                f"min_new_tokens: {self.min_new_tokens} exceeds sampling.length={self.length}"
+            )
+        out += _at_least("prompt_tokens", self.prompt_tokens, 1)
+        if self.strategy != "ancestral" and self.prompt == "none":
+            out.append(
+                f"strategy: {self.strategy} is deterministic, so from the end-of-text start "
+                "token every sequence would be the same one: set sampling.prompt training"
+            )
+        if (self.strategy != "ancestral" or self.prompt != "none") and self.mode != "story":
+            out.append(
+                "mode: prompted or greedy/beam generation stops at a sequence's end-of-text, as "
+                "transformers' generate does: set sampling.mode story"
+            )
         return out
+
+    def describe(self) -> str:
+        """One line on how S_n is drawn (the report states the strategy)."""
+        s = self
+        if s.strategy == "ancestral":
+            cuts = [f"temperature {s.temperature:g}"]
+            cuts.append(f"top-k {s.top_k}" if s.top_k else "no top-k")
+            cuts.append(f"top-p {s.top_p:g}" if s.top_p < 1 else "no top-p")
+            how = f"ancestral ({', '.join(cuts)})"
+        elif s.strategy == "greedy":
+            how = f"greedy (repetition penalty {s.repetition_penalty:g})"
+        else:
+            how = (
+                f"beam search ({s.num_beams} beams, repetition penalty "
+                f"{s.repetition_penalty:g}, length penalty {s.length_penalty:g})"
+            )
+        bounds = f"{s.min_new_tokens}-{s.length}" if s.min_new_tokens else f"up to {s.length}"
+        if s.prompt == "training":
+            start = f"prompted with {s.prompt_tokens} tokens of the generation's training set"
+        else:
+            start = "from the end-of-text token"
+        return f"{how}, {bounds} tokens per sequence, {start}, mode {s.mode}"
 
 
 @dataclass(frozen=True)
@@ -384,6 +474,13 @@ class EvaluationConfig:
     """Score every story's first token, predicted from the end-of-text start token (bos = eos,
     as generation starts). false: C.3 read literally — a first token has no context, so only
     tokens 2..m are scored (what a per-story loss without a start token computes)."""
+    downstream: tuple[DownstreamTask, ...] = ()
+    """Downstream classification tasks every generation's model is fine-tuned and tested on
+    (the authors' code: CoLA, SST-2, QQP, MRPC, QNLI, RTE, IMDB, Yelp-5), with a randomly
+    initialised model of the same config as the run's baseline. Empty: none."""
+    subset: str | None = None
+    """The evaluation source's hub configuration (null: data.subset when evaluation.source is
+    data.source)."""
     stats_tokens: int = 1_000_000
     """Tokens sampled (whole stories, by seed) from every corpus for its statistics (distinct-n,
     entropy, tail, KL): the same budget for D0 and each S_n, so they compare like with like."""
@@ -406,6 +503,12 @@ class EvaluationConfig:
             )
         if not self.split.strip():
             out.append("split: must not be empty (e.g. validation)")
+        names = [t.name for t in self.downstream]
+        out += [
+            f"downstream: task name {n!r} is given twice"
+            for n in sorted(set(names))
+            if names.count(n) > 1
+        ]
         return out
 
 
@@ -428,10 +531,26 @@ class RunConfig:
     """Run directory (null: runs/<preset name>)."""
     device: str = "auto"
     """`auto` (CUDA if available, else CPU), `cpu`, `cuda` or `cuda:N`."""
+    first_model: str | None = None
+    """A causal LM (a Hugging Face model directory or hub name, e.g. roneneldan/TinyStories-1M)
+    that is generation 1 instead of a model trained on D0: it is evaluated, probed and samples
+    S_1 like a trained one; later generations train as configured. Its tokenizer must be
+    data.tokenizer (the ids are checked). null: generation 1 trains on D0."""
+    trackers: tuple[Tracker, ...] = ()
+    """Experiment trackers, through accelerate's: `tensorboard` (event files in RUN/trackers/)
+    and `wandb` (offline unless WANDB_MODE says otherwise; no account needed). They get every
+    generation's metrics and every optimizer step's training loss."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
         out = _at_least("generations", self.generations, 1)
+        if self.first_model is not None and not self.first_model.strip():
+            out.append("first_model: must not be empty (null, a model directory or a hub name)")
+        out += [
+            f"trackers: {t!r} is named twice"
+            for t in sorted(set(self.trackers))
+            if self.trackers.count(t) > 1
+        ]
         out += _at_least("replicates", self.replicates, 1) + _at_least("jobs", self.jobs, 1)
         if not 0 <= self.seed <= 2**63 - self.replicates:  # every random generator takes it
             out.append(f"seed: must be in [0, 2^63 - run.replicates], got {self.seed}")
@@ -498,5 +617,105 @@ class ExperimentConfig:
             out.append(
                 f"evaluation.context_length: {self.evaluation.context_length} exceeds "
                 f"model.max_position_embeddings={limit}"
+            )
+        return out + self._check_starts() + self._check_decoding()
+
+    def _check_starts(self) -> list[str]:
+        """Where weights come from (training.init, model.pretrained, run.first_model)."""
+        out, init, m = [], self.training.init, self.model
+        if init == "pretrained" and not m.pretrained:
+            out.append(
+                "training.init: pretrained needs model.pretrained (a causal LM's directory or "
+                "hub name, e.g. facebook/opt-125m)"
+            )
+        if m.family == "ngram":
+            if init != "scratch":
+                out.append(
+                    f"training.init: {init} is for the gradient-trained families; the ngram "
+                    "family counts every generation's data afresh"
+                )
+            if m.pretrained:
+                out.append("model.pretrained: the ngram family has no pretrained weights")
+            if self.evaluation.downstream:
+                out.append(
+                    "evaluation.downstream: the ngram family has no transformer to put a "
+                    "classification head on"
+                )
+            if self.run.first_model and m.expected_counts != "off":
+                out.append(
+                    "run.first_model: the expected counts need generation 1 to be an n-gram: "
+                    "set model.expected_counts off"
+                )
+        if m.pretrained and init == "scratch":
+            out.append(
+                "model.pretrained: no generation starts from it with training.init scratch: "
+                "set training.init pretrained (or previous), or model.pretrained null"
+            )
+        if m.pretrained and init == "previous" and self.run.first_model:
+            out.append(
+                "model.pretrained: unused: with run.first_model, training.init previous starts "
+                "generation 2 from generation 1 (set model.pretrained null)"
+            )
+        fresh = init == "scratch" or (
+            init == "previous" and not m.pretrained and not self.run.first_model
+        )  # some generation is a fresh model of model.*'s architecture
+        if m.family == "hf" and not m.hf_config and fresh:
+            out.append(
+                "model.hf_config: a generation starts from a random init of family hf: give "
+                "model.hf_config (a config name or path), or start from weights "
+                "(training.init pretrained with model.pretrained)"
+            )
+        for i, task in enumerate(self.evaluation.downstream):
+            if not m.pretrained and task.max_length > m.max_position_embeddings:
+                out.append(
+                    f"evaluation.downstream[{i}].max_length: {task.max_length} exceeds "
+                    f"model.max_position_embeddings={m.max_position_embeddings}"
+                )
+        return out
+
+    def _check_decoding(self) -> list[str]:
+        """What greedy, beam and prompted generation need of the model and the paradigm."""
+        s, out = self.sampling, []
+        if s.strategy == "ancestral" and s.prompt == "none":
+            unused = [
+                f"sampling.{k}"
+                for k, default in (
+                    ("min_new_tokens", 0),
+                    ("repetition_penalty", 1.0),
+                    ("length_penalty", 1.0),
+                    ("early_stopping", False),
+                )
+                if getattr(s, k) != default
+            ]
+            if unused:
+                out.append(
+                    f"{unused[0]}: the paper's pure sampling from the start token has no "
+                    f"{unused[0].split('.')[1]}: set sampling.prompt training or "
+                    "sampling.strategy greedy/beam, or leave it at its default"
+                )
+            return out
+        if s.strategy != "ancestral" and (s.temperature, s.top_k, s.top_p) != (1.0, 0, 1.0):
+            out.append(
+                f"sampling.strategy: {s.strategy} takes no temperature, top_k or top_p (they "
+                "shape ancestral sampling): leave them at 1, 0, 1"
+            )
+        if s.strategy != "ancestral" and self.curation.name in ("filter", "resample"):
+            out.append(
+                f"curation.name: {self.curation.name} samples more pools than S_n, but "
+                f"{s.strategy} decoding gives the same continuation of the same prompt every "
+                "time: use sampling.strategy ancestral, or curation none/toedit"
+            )
+        if self.model.family == "ngram":
+            out.append(
+                "sampling: the ngram family samples from the start token only: set "
+                "sampling.strategy ancestral and sampling.prompt none"
+            )
+        fixed = self.training.init == "scratch" or not self.model.pretrained  # our architecture
+        need = s.length + (s.prompt_tokens if s.prompt == "training" else 1)
+        if fixed and need > self.model.max_position_embeddings:
+            out.append(
+                f"sampling.length: a prompt ({s.prompt_tokens if s.prompt == 'training' else 1} "
+                f"tokens) and {s.length} new ones do not fit model.max_position_embeddings="
+                f"{self.model.max_position_embeddings} (prompted generation has no sliding window)"
             )
         return out

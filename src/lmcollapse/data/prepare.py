@@ -60,6 +60,7 @@ def source_spec(data: DataConfig) -> sources.SourceSpec:
         num_stories=data.num_stories,
         dedupe=data.dedupe,
         seed=data.seed,
+        subset=data.subset,
     )
 
 
@@ -331,6 +332,7 @@ def evaluation_spec(evaluation: Any, data: DataConfig) -> sources.SourceSpec | N
         evaluation.split,
         evaluation.text_column or data.text_column,
         evaluation.max_stories,
+        subset=evaluation.subset or (data.subset if evaluation.source == data.source else None),
     )
 
 
@@ -355,7 +357,8 @@ def _evaluation_provenance(spec: sources.SourceSpec) -> dict[str, Any]:
             "split": spec.split,
             "text_column": spec.text_column,
             "max_stories": spec.num_stories,
-        },
+        }
+        | ({"subset": spec.subset} if spec.subset else {}),
         "split": "evaluation",
     }
 

@@ -48,6 +48,7 @@ class SourceSpec:
     num_stories: int | None = None
     dedupe: bool = False
     seed: int = 0
+    subset: str | None = None  # a hub dataset's configuration (wikitext-2-raw-v1 of wikitext)
 
 
 def describe(spec: SourceSpec) -> str:
@@ -57,7 +58,8 @@ def describe(spec: SourceSpec) -> str:
     p = Path(spec.source).expanduser()
     if p.exists() or looks_like_path(spec.source):
         return f"local {'directory' if p.is_dir() else 'file'} {p}"
-    return f"Hugging Face hub dataset {spec.source} (split {spec.split})"
+    subset = f", configuration {spec.subset}" if spec.subset else ""
+    return f"Hugging Face hub dataset {spec.source} (split {spec.split}{subset})"
 
 
 def iter_stories(spec: SourceSpec) -> Iterator[str]:
@@ -168,7 +170,7 @@ def _from_file(path: Path, spec: SourceSpec) -> Iterator[str]:
     from datasets import load_dataset
 
     try:
-        with _quiet_datasets():  # converting a local file: no progress bars or warnings on stderr
+        with quiet_datasets():  # converting a local file: no progress bars or warnings on stderr
             ds = load_dataset(kind, data_files=str(path), split="train")
     except Exception as exc:
         raise InvalidInput(f"cannot read {path} as {kind}: {first_line(exc)}") from None
@@ -176,7 +178,8 @@ def _from_file(path: Path, spec: SourceSpec) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
+def quiet_datasets() -> Iterator[None]:
+    """No datasets progress bars or warnings on stderr for the duration."""
     from datasets.utils import logging as ds_logging
 
     bars, level = ds_logging.is_progress_bar_enabled(), ds_logging.get_verbosity()
@@ -228,7 +231,7 @@ def _from_hub(spec: SourceSpec) -> Iterator[str]:
     from datasets import load_dataset
 
     try:
-        ds = load_dataset(spec.source, split=spec.split)
+        ds = load_dataset(spec.source, spec.subset, split=spec.split)
     except Exception as exc:  # offline, unknown name, unknown split, ...
         if _offline(exc):
             raise InvalidInput(

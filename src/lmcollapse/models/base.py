@@ -155,6 +155,7 @@ class FitJob:
     epochs: int | None = None  # the epoch count an earlier generation's early stopping chose
     generation_dir: Callable[[int], Path] | None = None  # gen_NNN/ of any generation
     progress: bool = False
+    on_step: Callable[[int, float], None] | None = None  # (optimizer step, its loss): trackers
 
 
 class Family(ABC):

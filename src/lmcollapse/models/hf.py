@@ -9,6 +9,8 @@ also loads every saved model that no other family claims.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,23 @@ def causal_lm_config(name_or_path: str) -> Any:
     return config
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers warnings or "Loading weights" bars on stderr for the duration (a new
+    classification head's "newly initialized" warning is the point of it)."""
+    from transformers.utils import logging as tf_logging
+
+    level, bars = tf_logging.get_verbosity(), tf_logging.is_progress_bar_enabled()
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()  # "Loading weights" once per task and generation
+    try:
+        yield
+    finally:
+        tf_logging.set_verbosity(level)
+        if bars:
+            tf_logging.enable_progress_bar()
+
+
 class HFCausalLM(TorchLM):
     """A transformers AutoModelForCausalLM behind the engine's interface."""
 
@@ -80,7 +99,16 @@ class HFCausalLM(TorchLM):
     def from_pretrained(cls, path: str | Path) -> HFCausalLM:
         from transformers import AutoModelForCausalLM
 
-        return cls(AutoModelForCausalLM.from_pretrained(str(path)))
+        with quiet_transformers():  # its warnings hidden: missing weights are refused below
+            model, info = AutoModelForCausalLM.from_pretrained(str(path), output_loading_info=True)
+        missing = list(info.get("missing_keys") or [])
+        if missing:
+            raise InvalidInput(
+                f"{path}: the checkpoint lacks {len(missing)} of the model's weights "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): give a "
+                "complete causal-LM checkpoint"
+            )
+        return cls(model)
 
     def new_cache(self, batch: int, capacity: int) -> None:
         """No cache in the fallback: the sampler recomputes the window."""
@@ -113,7 +141,7 @@ class HFCausalLM(TorchLM):
         return out if mask is None else out * mask
 
     def save_pretrained(self, path: str | Path) -> Path:
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp, quiet_transformers():
             self.model.save_pretrained(str(tmp))
         return Path(path)
 
@@ -130,6 +158,8 @@ class HFFamily(TorchFamily):
 
     def check(self, cfg: Any, vocab_size: int) -> list[str]:
         if not cfg.hf_config:
+            if cfg.pretrained:  # its weights' config is the architecture
+                return []
             return ["model.family=hf needs model.hf_config (a config name or path)"]
         try:
             causal_lm_config(cfg.hf_config)

@@ -363,6 +363,7 @@ class TorchFamily(Family):
                 epochs=job.epochs,
                 device=cfg.run.device,
                 progress=job.progress,
+                on_step=job.on_step,
             )
         except RunFailed as exc:
             raise RunFailed(f"generation {job.generation}: {exc}") from None
