@@ -1,9 +1,12 @@
 """Devices, precision, seeding and processes: the one place that knows about them.
 
-On a CPU everything here is a no-op or fp32; on CUDA `precision="auto"` means fp16 autocast with
-a gradient scaler, as in the paper. Multi-process runs (`accelerate launch --num_processes N`)
-are Hugging Face accelerate's: `make_accelerator` builds the Accelerator, `process_index` and
-`num_processes` say where this process stands; with one process nothing is distributed.
+On a CPU everything here is a no-op or fp32 unless asked otherwise; on CUDA `precision="auto"`
+means fp16 autocast with a gradient scaler, as in the paper. `fp16` and `bf16` also run on a CPU
+(torch autocasts both there), so a config's mixed-precision behaviour — an fp16 overflow, the
+scaler backing off — shows on a laptop before a GPU run finds it in hour 5. Multi-process runs
+(`accelerate launch --num_processes N`) are Hugging Face accelerate's: `make_accelerator` builds
+the Accelerator, `process_index` and `num_processes` say where this process stands; with one
+process nothing is distributed.
 """
 
 from __future__ import annotations
@@ -36,12 +39,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def mixed_precision(precision: str, device: torch.device) -> str:
-    """accelerate's mixed_precision for a config value: fp32 on CPU unless bf16 is asked for."""
+    """accelerate's mixed_precision for a config value (on a CPU fp32 unless asked otherwise)."""
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "no"
-    if precision == "fp16" and device.type != "cuda":
-        raise InvalidInput("fp16 needs CUDA: use training.precision=fp32 or bf16 on CPU")
+    if precision == "fp16" and device.type != "cuda" and not cpu_fp16_supported():
+        raise InvalidInput(
+            f"fp16 on {device.type} needs torch >= 2.3 (CPU autocast and GradScaler; this is "
+            f"{torch.__version__}): use training.precision=fp32 or bf16"
+        )
     return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
+
+
+def cpu_fp16_supported() -> bool:
+    """Whether this torch autocasts to fp16 on a CPU and has a CPU GradScaler (torch >= 2.3)."""
+    try:
+        torch.amp.GradScaler("cpu")
+    except (AttributeError, TypeError, RuntimeError):
+        return False
+    return torch.amp.is_autocast_available("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -54,13 +69,26 @@ def seed_everything(seed: int) -> None:
 def make_accelerator(precision: str = "auto", device: str = "auto", grad_accum: int = 1) -> Any:
     """An accelerate.Accelerator for this process (DDP over gloo/nccl when there are several)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     dev = resolve_device(device)
-    return Accelerator(
+    wanted = mixed_precision(precision, dev)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != wanted:
+        # accelerate keeps one precision per process; a later training with another (the Python
+        # API, a test session) starts its state again. The process group (PartialState) stays.
+        AcceleratorState._reset_state()
+    acc = Accelerator(
         cpu=dev.type == "cpu",
-        mixed_precision=mixed_precision(precision, dev),
+        mixed_precision=wanted,
         gradient_accumulation_steps=grad_accum,
     )
+    if acc.mixed_precision == "fp16" and dev.type == "cpu" and acc.scaler is None:
+        # accelerate turns fp16 off on a CPU without a word; torch does support it there. Its own
+        # path then runs as on CUDA: autocast in the prepared forward, the scaler in backward(),
+        # clip_grad_norm_ (unscaling first) and the prepared optimizer's step (skipped on inf).
+        acc.native_amp = True
+        acc.scaler = torch.amp.GradScaler("cpu")
+    return acc
 
 
 _RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")

@@ -7,8 +7,9 @@ as the Hugging Face Trainer does), a constant learning rate by default, an effec
 `batch_size` sequences reached by gradient accumulation over micro-batches on every process,
 stories packed into blocks of `context_length` tokens with the end-of-text token trained as a
 target (except the separator after an unfinished generated story, which is no target). fp16
-autocast with a gradient scaler on CUDA, fp32 on CPU. Epochs are fixed, or (early stopping)
-chosen on the held-out split and returned so later generations reuse them.
+autocast with a gradient scaler on CUDA, fp32 on CPU (fp16 or bf16 there when asked). Epochs are
+fixed, or (early stopping) chosen on the held-out split and returned so later generations reuse
+them.
 
 The same function runs unchanged under `accelerate launch --num_processes N`: accelerate wraps
 the model in DistributedDataParallel and shards the blocks; process 0 reports progress.

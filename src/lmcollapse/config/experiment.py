@@ -289,7 +289,8 @@ class TrainingConfig:
     grad_clip: float | None = 1.0
     """Gradient-norm clipping (null: none)."""
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    """`auto`: fp16 autocast with a grad scaler on CUDA (as the paper), fp32 on CPU."""
+    """`auto`: fp16 autocast with a grad scaler on CUDA (as the paper), fp32 on CPU. fp16 and bf16
+    run on a CPU too (the same autocast and scaler path: slow, but it shows overflows early)."""
 
     def check(self) -> list[str]:
         """Problems the types cannot catch (ranges, cross-field rules), each naming its field."""
