@@ -237,16 +237,11 @@ def compose(
             {source_id(s): st.num_stories for s, st in sources.items() if s != D0},
         )
         chosen = sample_indices(comp, seed)
-        parts = [
-            Part(
-                p.source,
-                p.count,
-                p.available,
-                _tokens_of(offsets[p.source], chosen[p.source]),
-                int(offsets[p.source][-1]),
-            )
-            for p in comp.parts
-        ]
+        parts = []
+        for p in comp.parts:
+            tokens = _tokens_of(offsets[p.source], chosen[p.source])
+            parts.append(Part(p.source, p.count, p.available, tokens, int(offsets[p.source][-1])))
+            _release(sources[p.source])
         return Composition(name, n, tuple(parts), unit), chosen
     if n < 1:
         raise InvalidInput(f"generation must be >= 1, got {n}")
@@ -276,7 +271,16 @@ def compose(
             idx = choose_tokens(off, target, rng)
         chosen[src] = idx
         parts.append(Part(src, int(idx.size), stories, _tokens_of(off, idx), have, target))
+        _release(sources[src])
     return Composition(name, n, tuple(parts), unit), chosen
+
+
+def _release(store: Any) -> None:
+    """A token store's mapped pages, read for its offsets, are dropped before the next part's:
+    at n = 40 the 40 stores' offsets would otherwise stay mapped (17 MB each at 2M stories)."""
+    release = getattr(store, "release", None)
+    if release is not None:
+        release()
 
 
 def _tokens_of(offsets: Any, idx: NDArray[np.int64]) -> int:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -279,6 +280,7 @@ class TokenStore:
     ) -> None:
         self.path, self.meta, self.tokens, self.offsets = path, meta, tokens, offsets
         self._unfinished = unfinished  # None: a version-1 generated store that cannot say
+        self._fd: int | None = None  # tokens.npy opened for `read`, on first use
 
     @classmethod
     def open(cls, path: str | Path) -> TokenStore:
@@ -383,16 +385,55 @@ class TokenStore:
         return np.diff(self.offsets)
 
     def iter_chunks(self, chunk_tokens: int = 1 << 24) -> Iterator[NDArray[Any]]:
-        """The token stream in chunks (views into the memory map)."""
+        """The token stream in chunks (views into the memory map). The pages a chunk touched
+        are released when the next is asked for: a pass over a 1 GB store holds one chunk's
+        pages, not the whole file (see `release`)."""
         for start in range(0, self.num_tokens, chunk_tokens):
             yield self.tokens[start : start + chunk_tokens]
+            self.release()
+
+    def read(self, start: int, count: int) -> NDArray[Any]:
+        """tokens[start : start + count] read from the file (pread into a fresh array), not
+        through the memory map: random reads of small pieces — training blocks — map nothing.
+        Through the map each such read would map a whole page-cache folio (up to 2 MB on
+        recent kernels), and an epoch over 40 stores leave hundreds of MB mapped."""
+        if not 0 <= start <= start + count <= self.num_tokens:
+            raise IndexError(f"tokens [{start}, {start + count}) outside [0, {self.num_tokens})")
+        if self._fd is None:
+            self._fd = os.open(self.path / "tokens.npy", os.O_RDONLY)
+        out = np.empty(count, dtype=self.tokens.dtype)
+        where = int(self.tokens.offset) + start * out.itemsize
+        if count and os.preadv(self._fd, [memoryview(out).cast("B")], where) != out.nbytes:
+            raise InvalidInput(f"{self.path / 'tokens.npy'} is shorter than meta.json says")
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fd": None}  # a descriptor is this process's own
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def release(self) -> None:
+        """Drop this process's mapping of the pages it has read (madvise MADV_DONTNEED): they
+        stay in the page cache and are mapped again when read, but no longer count to its
+        resident memory. Without this a pass over a memory-mapped corpus grows the process to
+        the corpus's size — the memory map's RSS 'leak' (nanoGPT recreates its memmap per batch
+        for the same reason) — which a cluster's memory limit may count and kill."""
+        for arr in (self.tokens, self.offsets):
+            m = getattr(arr, "_mmap", None)
+            if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                m.madvise(mmap.MADV_DONTNEED)
 
     def gather(
         self, indices: Sequence[int] | NDArray[np.integer], batch: int = 4096
     ) -> Iterator[tuple[NDArray[Any], NDArray[np.int64]]]:
         """(concatenated tokens, lengths) of the given stories, in the given order, in batches.
 
-        Vectorised: one fancy index into the memory map per batch, no Python loop per story.
+        One read (`read`) per run of consecutive stories: a whole store in a few reads, a random
+        sample in one per story, and never through the memory map, so a pass maps nothing.
         `gather_marked` adds which of them ended by themselves.
         """
         for toks, lens, _ in self._gather(indices, batch, marked=False):
@@ -413,11 +454,13 @@ class TokenStore:
         for start in range(0, idx.size, batch):
             part = idx[start : start + batch]
             lo, hi = np.asarray(self.offsets[part]), np.asarray(self.offsets[part + 1])
-            lens = hi - lo
-            # position of every token: its story's start plus its rank within the story
-            before = np.cumsum(lens) - lens
-            positions = np.repeat(lo - before, lens) + np.arange(int(lens.sum()))
-            yield np.asarray(self.tokens[positions]), lens, self.finished(part) if marked else None
+            self.release()  # the offsets' pages; the tokens are read, not mapped
+            # one read per run of consecutive stories (all of them, when counting a whole store)
+            cut = np.flatnonzero(np.diff(part) != 1) + 1
+            firsts, lasts = np.concatenate([[0], cut]), np.concatenate([cut, [part.size]]) - 1
+            runs = zip(lo[firsts], hi[lasts], strict=True)
+            toks = np.concatenate([self.read(int(a), int(b - a)) for a, b in runs])
+            yield toks, hi - lo, self.finished(part) if marked else None
 
     def checksum(self) -> str:
         """Recompute the checksum of tokens.npy's data (compare with meta['checksum'])."""

@@ -134,7 +134,7 @@ def _repetition(
 
 def _tail(store: TokenStore, share: float) -> NDArray[np.int64]:
     counts = np.zeros(store.vocab_size, dtype=np.int64)
-    for chunk in store.iter_chunks():
+    for chunk in store.iter_chunks(1 << 22):  # bincount widens to int64: 32 MB a chunk
         counts += np.bincount(chunk, minlength=store.vocab_size)
     counts[store.eos_id] = 0
     seen = np.flatnonzero(counts)
