@@ -1,8 +1,8 @@
 """Engine benchmark: our GPT-Neo engine against the Hugging Face baseline the published code uses,
 in one process and one run, same config, batch and seed.
 
-    python benchmarks/engine.py                        # both configs (a few minutes on 2 cores)
-    python benchmarks/engine.py --config tiny --json results.json
+    python benchmarks/engine.py                        # both configs, 5 rounds (~12 min, 2 cores)
+    python benchmarks/engine.py --config tiny --rounds 7 --json results.json
 
 For each config (`paper-1m` at context 512 with the GPT-Neo vocabulary of 50,257; `tiny`, the CPU
 preset with a 2,048-token vocabulary):
@@ -17,8 +17,11 @@ preset with a 2,048-token vocabulary):
               per-story HF loss loop
     flops     training FLOP/s (6 × parameters + attention, per token) as a fraction of the
               machine's measured fp32 matmul peak (a 2048 × 2048 product)
-Ratios are `*_speedup` fields in the JSON. Weights are equal in both implementations, so the
-losses printed next to the speeds must agree.
+Each comparison runs ours and the baseline back to back in `--rounds` short rounds (see
+_timing.py: the order alternates, the ratio is taken per round): the JSON's `*_speedup` is the
+median ratio, `*_speedup_range` its range over the rounds, and `*_trusted` false when the rounds
+disagree by more than 1.5x (the table flags those). Weights are equal in both implementations,
+so the losses printed next to the speeds must agree.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ import torch
 from lmcollapse.data.store import TokenStore, TokenStoreWriter
 from lmcollapse.models import PRESETS, build_model, model_config
 from lmcollapse.sample import sample_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import flag, race, repeated, summary
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "paper-1m": {
@@ -65,33 +71,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _seconds(fn: Any, repeat: int = 1) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
-
-
-def _timed(fn: Any, repeat: int = 1) -> float:
-    fn()  # warm up
-    return _seconds(fn, repeat)
-
-
-def _race(ours: Any, theirs: Any, repeat: int = 1, rounds: int = 2) -> tuple[float, float]:
-    """Seconds per call of each, warmed up, measured in alternation, best round of each: both
-    see the same machine state (these machines are noisy)."""
-    ours()
-    theirs()
-    t_o, t_h = [], []
-    for _ in range(rounds):
-        t_o.append(_seconds(ours, repeat))
-        t_h.append(_seconds(theirs, repeat))
-    return min(t_o), min(t_h)
-
-
-def matmul_peak() -> float:
+def matmul_peak(rounds: int = 5) -> dict[str, float]:
+    """fp32 matmul FLOP/s of a 2048 x 2048 product: median and range over rounds."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    return 2 * 2048**3 / _timed(lambda: a @ b, 5)
+    return summary([2 * 2048**3 / t for t in repeated(lambda: a @ b, max(rounds, 5))])
 
 
 def _hf_twin(ours: torch.nn.Module) -> torch.nn.Module:
@@ -102,7 +85,7 @@ def _hf_twin(ours: torch.nn.Module) -> torch.nn.Module:
     return hf
 
 
-def bench_train(spec: dict[str, Any]) -> dict[str, float]:
+def bench_train(spec: dict[str, Any], rounds: int) -> dict[str, Any]:
     torch.manual_seed(0)
     ours = build_model(model_config(spec["preset"]), spec["vocab"], 0)
     hf = _hf_twin(ours)
@@ -115,36 +98,42 @@ def bench_train(spec: dict[str, Any]) -> dict[str, float]:
     losses = {}
 
     def step_ours() -> None:
-        loss = ours(x[:, :-1], x[:, 1:])
-        loss.backward()
-        opt_o.step()
-        opt_o.zero_grad(set_to_none=True)
-        losses.setdefault("ours", float(loss.detach()))
+        for _ in range(spec["steps"]):
+            loss = ours(x[:, :-1], x[:, 1:])
+            loss.backward()
+            opt_o.step()
+            opt_o.zero_grad(set_to_none=True)
+            losses.setdefault("ours", float(loss.detach()))
 
     def step_hf() -> None:
-        out = hf(input_ids=x[:, :-1], labels=x[:, :-1])  # HF shifts the labels inside
-        out.loss.backward()
-        opt_h.step()
-        opt_h.zero_grad(set_to_none=True)
-        losses.setdefault("hf", float(out.loss.detach()))
+        for _ in range(spec["steps"]):
+            out = hf(input_ids=x[:, :-1], labels=x[:, :-1])  # HF shifts the labels inside
+            out.loss.backward()
+            opt_h.step()
+            opt_h.zero_grad(set_to_none=True)
+            losses.setdefault("hf", float(out.loss.detach()))
 
-    t_o, t_h = _race(step_ours, step_hf, spec["steps"])
+    r = race(step_ours, step_hf, rounds)
     params = sum(p.numel() for n, p in ours.named_parameters() if "wpe" not in n)
     s = ours.shape
     flops_per_token = 6 * params + 6 * s.num_layers * spec["context"] * s.hidden_size
+    work = tokens * spec["steps"]
     return {
-        "train_tokens_per_s": tokens / t_o,
-        "hf_train_tokens_per_s": tokens / t_h,
-        "train_speedup": t_h / t_o,
-        "train_flops_per_s": flops_per_token * tokens / t_o,
+        **r.fields("train", work),
+        "train_flops_per_s": flops_per_token * work / r.ours_median_s,
         "first_loss_ours": losses["ours"],
         "first_loss_hf": losses["hf"],
     }
 
 
 def bench_generate(
-    spec: dict[str, Any], b: int, length: int, slide: bool = False, prefix: str = "generate"
-) -> dict[str, float]:
+    spec: dict[str, Any],
+    b: int,
+    length: int,
+    rounds: int,
+    slide: bool = False,
+    prefix: str = "generate",
+) -> dict[str, Any]:
     """Ours (context = the model's window when `slide`, Algorithm 1; else the whole sequence, as
     transformers' generate keeps it) against generate() at the same batch and length."""
     torch.manual_seed(0)
@@ -177,13 +166,7 @@ def bench_generate(
                 eos_token_id=None,
             )
 
-    t_o, t_h = _race(gen_ours, gen_hf, rounds=1 if length > 300 else 2)
-    tokens = b * length
-    return {
-        f"{prefix}_tokens_per_s": tokens / t_o,
-        f"hf_{prefix}_tokens_per_s": tokens / t_h,
-        f"{prefix}_speedup": t_h / t_o,
-    }
+    return race(gen_ours, gen_hf, rounds).fields(prefix, b * length)
 
 
 def bench_slide(spec: dict[str, Any], b: int, length: int) -> dict[str, float]:
@@ -192,13 +175,12 @@ def bench_slide(spec: dict[str, Any], b: int, length: int) -> dict[str, float]:
     torch.manual_seed(0)
     ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
     g = torch.Generator().manual_seed(0)
-    t = _seconds(
-        lambda: sample_batch(ours, b, length, eos_id=0, context=spec["context"], generator=g)
-    )
-    return {"generate600_slide_tokens_per_s": b * length / t}
+    t0 = time.perf_counter()  # one call: it is long (a full window pass per token past 512)
+    sample_batch(ours, b, length, eos_id=0, context=spec["context"], generator=g)
+    return {"generate600_slide_tokens_per_s": b * length / (time.perf_counter() - t0)}
 
 
-def bench_eval(spec: dict[str, Any], scratch: Path) -> dict[str, float]:
+def bench_eval(spec: dict[str, Any], scratch: Path, rounds: int) -> dict[str, Any]:
     torch.manual_seed(0)
     ours = build_model(model_config(spec["preset"]), spec["vocab"], 0).eval()
     hf = _hf_twin(ours).eval()
@@ -226,47 +208,48 @@ def bench_eval(spec: dict[str, Any], scratch: Path) -> dict[str, float]:
                 hf_total[0] += float(out.loss) * n
                 hf_total[1] += n
 
-    t_o, t_h = _race(eval_ours, eval_hf)
-    tokens = ours_result["tokens"]
+    r = race(eval_ours, eval_hf, rounds)
     return {
-        "eval_tokens_per_s": tokens / t_o,
-        "hf_eval_tokens_per_s": tokens / t_h,
-        "eval_speedup": t_h / t_o,
+        **r.fields("eval", ours_result["tokens"]),
         "eval_loss_ours": ours_result["loss"],
         "eval_loss_hf": hf_total[0] / hf_total[1],
     }
 
 
-def run_config(name: str, scratch: Path) -> dict[str, Any]:
+def run_config(name: str, scratch: Path, rounds: int) -> dict[str, Any]:
     """One config, ours against HF, in this process."""
     spec = CONFIGS[name]
-    peak = matmul_peak()
+    peak = matmul_peak(rounds)
     r: dict[str, Any] = {
         "spec": spec,
         "model": PRESETS[spec["preset"]],
-        "matmul_peak_flops_per_s": peak,
+        "rounds": rounds,
+        "matmul_peak_flops_per_s": peak["median"],
+        "matmul_peak_range": peak["range"],
     }
-    r.update(bench_train(spec))
-    r["train_fraction_of_peak"] = r["train_flops_per_s"] / peak
-    r.update(bench_generate(spec, spec["gen_batch"], spec["gen_length"]))
+    r.update(bench_train(spec, rounds))
+    r["train_fraction_of_peak"] = r["train_flops_per_s"] / peak["median"]
+    r.update(bench_generate(spec, spec["gen_batch"], spec["gen_length"], rounds))
     if spec.get("paper_length"):  # the paper's 600 tokens past a 512 context
         b, length = spec["paper_length"]
-        r.update(bench_generate(spec, b, length, prefix="generate600"))
+        r.update(bench_generate(spec, b, length, max(3, rounds // 2), prefix="generate600"))
         r.update(bench_slide(spec, b, length))
-    r.update(bench_eval(spec, scratch))
+    r.update(bench_eval(spec, scratch, rounds))
     return r
 
 
 def report(name: str, r: dict[str, Any]) -> None:
     spec = r["spec"]
     print(f"\n{name}: vocabulary {spec['vocab']}, context {spec['context']}")
-    print(f"  {'':10} {'ours tok/s':>12} {'HF tok/s':>12} {'speedup':>8}")
+    print(f"  {'':11} {'ours tok/s':>11} {'HF tok/s':>11} {'speedup':>8}  range (rounds)")
     keys = ["train", "generate", "eval"] + (["generate600"] if "generate600_speedup" in r else [])
     for key in keys:
+        lo, hi = r[key + "_speedup_range"]
         print(
-            f"  {key:10} {r[key + '_tokens_per_s']:12,.0f} "
-            f"{r['hf_' + key + '_tokens_per_s']:12,.0f} "
-            f"{r[key + '_speedup']:7.2f}x"
+            f"  {key:11} {r[key + '_tokens_per_s']:11,.0f} "
+            f"{r['hf_' + key + '_tokens_per_s']:11,.0f} "
+            f"{r[key + '_speedup']:7.2f}x  {lo:.2f}-{hi:.2f} ({r[key + '_rounds']})"
+            f"{flag(r[key + '_trusted'])}"
         )
     if "generate600_slide_tokens_per_s" in r:
         print(
@@ -276,7 +259,9 @@ def report(name: str, r: dict[str, Any]) -> None:
     print(
         f"  training {r['train_flops_per_s'] / 1e9:.1f} GFLOP/s = "
         f"{r['train_fraction_of_peak']:.0%} of the "
-        f"{r['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s matmul peak; first losses ours "
+        f"{r['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s matmul peak (median; "
+        f"{r['matmul_peak_range'][0] / 1e9:.0f}-{r['matmul_peak_range'][1] / 1e9:.0f}); "
+        "first losses ours "
         f"{r['first_loss_ours']:.4f} / HF {r['first_loss_hf']:.4f}; "
         f"eval loss {r['eval_loss_ours']:.4f} / {r['eval_loss_hf']:.4f}"
     )
@@ -288,10 +273,14 @@ def main() -> None:
     )
     ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds per comparison (default 5)"
+    )
     ap.add_argument("--quiet", action="store_true", help="no table (used for the subprocesses)")
     args = ap.parse_args()
     results: dict[str, Any] = {
         "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
         "torch": torch.__version__,
         "configs": {},
     }
@@ -301,10 +290,11 @@ def main() -> None:
             for name in CONFIGS:
                 part = scratch / f"{name}.json"
                 cmd = [sys.executable, __file__, "--config", name, "--json", str(part), "--quiet"]
+                cmd += ["--rounds", str(args.rounds)]
                 subprocess.run(cmd, check=True)
                 results["configs"][name] = json.loads(part.read_text())["configs"][name]
         else:
-            results["configs"][args.config] = run_config(args.config, scratch)
+            results["configs"][args.config] = run_config(args.config, scratch, args.rounds)
         if not args.quiet:
             for name, r in results["configs"].items():
                 report(name, r)
