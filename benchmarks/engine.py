@@ -71,6 +71,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+SMOKE: dict[str, dict[str, Any]] = {  # --smoke: every path at toy sizes (the tests)
+    "tiny": {**CONFIGS["tiny"], "train_batch": 4, "gen_batch": 8, "gen_length": 16, "steps": 1}
+    | {"eval_stories": 12, "context": 128},
+    "paper-1m": {**CONFIGS["paper-1m"], "train_batch": 1, "gen_batch": 2, "gen_length": 8}
+    | {"paper_length": (1, 520), "eval_stories": 4, "steps": 1},
+}
+
+
 def matmul_peak(rounds: int = 5) -> dict[str, float]:
     """fp32 matmul FLOP/s of a 2048 x 2048 product: median and range over rounds."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -216,9 +224,9 @@ def bench_eval(spec: dict[str, Any], scratch: Path, rounds: int) -> dict[str, An
     }
 
 
-def run_config(name: str, scratch: Path, rounds: int) -> dict[str, Any]:
+def run_config(name: str, scratch: Path, rounds: int, smoke: bool = False) -> dict[str, Any]:
     """One config, ours against HF, in this process."""
-    spec = CONFIGS[name]
+    spec = (SMOKE if smoke else CONFIGS)[name]
     peak = matmul_peak(rounds)
     r: dict[str, Any] = {
         "spec": spec,
@@ -276,6 +284,7 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=5, help="interleaved rounds per comparison (default 5)"
     )
+    ap.add_argument("--smoke", action="store_true", help="toy sizes: every path in seconds")
     ap.add_argument("--quiet", action="store_true", help="no table (used for the subprocesses)")
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -290,11 +299,13 @@ def main() -> None:
             for name in CONFIGS:
                 part = scratch / f"{name}.json"
                 cmd = [sys.executable, __file__, "--config", name, "--json", str(part), "--quiet"]
-                cmd += ["--rounds", str(args.rounds)]
+                cmd += ["--rounds", str(args.rounds)] + (["--smoke"] if args.smoke else [])
                 subprocess.run(cmd, check=True)
                 results["configs"][name] = json.loads(part.read_text())["configs"][name]
         else:
-            results["configs"][args.config] = run_config(args.config, scratch, args.rounds)
+            results["configs"][args.config] = run_config(
+                args.config, scratch, args.rounds, args.smoke
+            )
         if not args.quiet:
             for name, r in results["configs"].items():
                 report(name, r)

@@ -9,9 +9,11 @@ lmcollapse — not `datasets` (the engine imports it lazily, only for hub and fi
 
 For each of paper-1m and paper-33m (GPT-Neo vocabulary 50,257, context 512):
     peak        matmul FLOP/s measured on the spot (8192^2 products) in fp16, bf16 and tf32
+                (TF32 on for that product only: the pipeline computes fp32 in fp32)
     train       tokens/s of forward + backward + AdamW step under autocast, fp16 with a
                 GradScaler (the paper's precision) and bf16, ours (GPTNeo) against
-                GPTNeoForCausalLM with the same weights; MFU = model FLOP/s / that dtype's peak
+                GPTNeoForCausalLM with the same weights in each; MFU = model FLOP/s / that
+                dtype's peak; and fp16's speed over bf16's on our engine
     sample      tokens/s of pure sampling with the KV cache, batch 200, the paper's 600 tokens,
                 sliding (Algorithm 1: a full window pass per token past 512) and not
     eval        tokens/s of held-out perplexity over whole stories (~220 tokens, TinyStories')
@@ -27,6 +29,7 @@ flagged when the rounds disagree by more than 1.5x.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -72,6 +75,29 @@ def _reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+@contextlib.contextmanager
+def _tf32(device: torch.device) -> Any:
+    """TF32 matmuls for the duration only: the pipeline never turns them on, so the rest of
+    the benchmark measures fp32 as a run computes it."""
+    m = torch.backends.cuda.matmul
+    if device.type != "cuda":
+        yield
+        return
+    new_api = hasattr(m, "fp32_precision")  # torch >= 2.9; the legacy flag is deprecated there
+    old = m.fp32_precision if new_api else m.allow_tf32
+    if new_api:
+        m.fp32_precision = "tf32"
+    else:
+        m.allow_tf32 = True
+    try:
+        yield
+    finally:
+        if new_api:
+            m.fp32_precision = old
+        else:
+            m.allow_tf32 = old
+
+
 def matmul_peaks(device: torch.device, n: int, rounds: int) -> dict[str, dict[str, Any]]:
     """FLOP/s of an n x n product per dtype: median and range over rounds."""
     out = {}
@@ -87,7 +113,8 @@ def matmul_peaks(device: torch.device, n: int, rounds: int) -> dict[str, dict[st
                 a @ b
             _sync(device)
 
-        out[name] = summary([4 * 2 * n**3 / t for t in repeated(product, rounds)])
+        with _tf32(device) if name == "tf32" else contextlib.nullcontext():
+            out[name] = summary([4 * 2 * n**3 / t for t in repeated(product, rounds)])
     return out
 
 
@@ -101,6 +128,7 @@ def _models(preset: str, vocab: int, device: torch.device) -> tuple[Any, Any]:
     ours = build_model(model_config(preset), vocab, 0).to(device)
     hf = GPTNeoForCausalLM(ours.config)
     hf.load_state_dict(ours.state_dict(), strict=False)
+    hf.config.use_cache = False  # training and scoring: no key/value cache to build
     return ours, hf.to(device)
 
 
@@ -147,28 +175,28 @@ def bench_train(
     x = torch.randint(0, sizes["vocab"], (spec["train_batch"], sizes["context"] + 1), device=device)
     tokens = spec["train_batch"] * sizes["context"] * sizes["steps"]
     flops = _flops_per_token(ours, sizes["context"]) * tokens
-    low = {"fp16": torch.float16, "bf16": torch.bfloat16}
     out: dict[str, Any] = {}
-    _reset_memory(device)
-    fp16_ours = _train_step(ours, False, low["fp16"], x, sizes["steps"])
-    fp16_hf = _train_step(hf, True, low["fp16"], x, sizes["steps"])
-    r = race(fp16_ours, fp16_hf, rounds)
-    out.update(r.fields("train_fp16", tokens))
-    out["train_fp16_mfu"] = flops / r.ours_median_s / peaks["fp16"]["median"]
-    out["hf_train_fp16_mfu"] = flops / r.base_median_s / peaks["fp16"]["median"]
-    out["train_fp16_first_loss"] = [fp16_ours.losses[0], fp16_hf.losses[0]]
-    out["train_peak_memory_mb"] = _peak_memory(device)
-    # the precisions on our engine, interleaved the same way: the ratio is fp16's speed over bf16's
-    torch.manual_seed(0)
-    ours2, _ = _models(spec["preset"], sizes["vocab"], device)
-    bf16_ours = _train_step(ours2.train(), False, low["bf16"], x, sizes["steps"])
-    p = race(bf16_ours, _train_step(ours, False, low["fp16"], x, sizes["steps"]), rounds)
-    out["train_bf16_tokens_per_s"] = tokens / p.ours_median_s
-    out["train_bf16_mfu"] = flops / p.ours_median_s / peaks["bf16"]["median"]
-    out["fp16_over_bf16"] = 1 / p.speedup
-    out["fp16_over_bf16_range"] = [1 / max(p.ratios), 1 / min(p.ratios)]
+    steps = {  # (impl, precision) -> a callable of `steps` optimizer steps
+        (impl, name): _train_step(model, impl == "hf", dtype, x, sizes["steps"])
+        for impl, model in (("ours", ours), ("hf", hf))
+        for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16))
+    }
+    for name in ("fp16", "bf16"):  # ours against HF, interleaved, in each precision
+        r = race(steps["ours", name], steps["hf", name], rounds)
+        key = f"train_{name}"
+        out.update(r.fields(key, tokens))
+        out[f"{key}_mfu"] = flops / r.ours_median_s / peaks[name]["median"]
+        out[f"hf_{key}_mfu"] = flops / r.base_median_s / peaks[name]["median"]
+        out[f"{key}_loss_first_call"] = [steps["ours", name].losses[0], steps["hf", name].losses[0]]
+        for impl in ("ours", "hf"):  # each side alone: the other's buffers are not counted
+            _reset_memory(device)
+            steps[impl, name]()
+            out[f"{'hf_' if impl == 'hf' else ''}{key}_peak_memory_mb"] = _peak_memory(device)
+    # the precisions on our engine, interleaved the same way: fp16's speed over bf16's
+    p = race(steps["ours", "fp16"], steps["ours", "bf16"], rounds)
+    out["fp16_over_bf16"] = p.speedup
+    out["fp16_over_bf16_range"] = [min(p.ratios), max(p.ratios)]
     out["fp16_over_bf16_trusted"] = p.trusted
-    out["train_bf16_first_loss"] = bf16_ours.losses[0]
     return out
 
 
@@ -259,7 +287,7 @@ def end_to_end(device: torch.device, scratch: Path, smoke: bool) -> dict[str, An
         "training": {"epochs": 1, "batch_size": 64, "micro_batch_size": 64},
         "sampling": {"num_sequences": 4_000, "length": 600, "batch_size": 200},
         "evaluation": {"source": "holdout", "max_stories": 1_000, "stats_tokens": 200_000},
-        "run": {"generations": 2, "device": device.type},
+        "run": {"generations": 2, "device": str(device)},
     }
     preset = "paper-1m"
     if not smoke:
@@ -271,7 +299,7 @@ def end_to_end(device: torch.device, scratch: Path, smoke: bool) -> dict[str, An
         sets["training"] = {"epochs": 1, "batch_size": 8, "micro_batch_size": 8}
         sets["sampling"] = {"num_sequences": 16, "length": 64, "batch_size": 8}
         sets["evaluation"] = {"source": "holdout", "max_stories": 20, "stats_tokens": 2_000}
-        sets["run"] = {"generations": 1, "device": device.type}
+        sets["run"] = {"generations": 1, "device": str(device)}
     flat = {}
     for key, value in sets.items():
         if isinstance(value, dict) and "." not in key:
@@ -303,19 +331,20 @@ def report(results: dict[str, Any]) -> None:
             f"{peaks['bf16']['median'] / 1e12:.1f}, tf32 {peaks['tf32']['median'] / 1e12:.1f} "
             "TFLOP/s"
         )
-        lo, hi = r["train_fp16_speedup_range"]
-        print(
-            f"  train fp16  ours {r['train_fp16_tokens_per_s']:12,.0f} tok/s (MFU "
-            f"{r['train_fp16_mfu']:.1%})  HF {r['hf_train_fp16_tokens_per_s']:12,.0f} (MFU "
-            f"{r['hf_train_fp16_mfu']:.1%})  {r['train_fp16_speedup']:.2f}x  {lo:.2f}-{hi:.2f} "
-            f"({r['train_fp16_rounds']}){flag(r['train_fp16_trusted'])}"
-        )
+        for name in ("fp16", "bf16"):
+            k = f"train_{name}"
+            lo, hi = r[k + "_speedup_range"]
+            print(
+                f"  train {name}  ours {r[k + '_tokens_per_s']:12,.0f} tok/s (MFU "
+                f"{r[k + '_mfu']:.1%}, {r[k + '_peak_memory_mb']:,.0f} MB)  HF "
+                f"{r['hf_' + k + '_tokens_per_s']:12,.0f} (MFU {r['hf_' + k + '_mfu']:.1%}, "
+                f"{r['hf_' + k + '_peak_memory_mb']:,.0f} MB)  {r[k + '_speedup']:.2f}x  "
+                f"{lo:.2f}-{hi:.2f} ({r[k + '_rounds']}){flag(r[k + '_trusted'])}"
+            )
         lo, hi = r["fp16_over_bf16_range"]
         print(
-            f"  train bf16  ours {r['train_bf16_tokens_per_s']:12,.0f} tok/s (MFU "
-            f"{r['train_bf16_mfu']:.1%}); fp16/bf16 speed {r['fp16_over_bf16']:.2f}x "
-            f"{lo:.2f}-{hi:.2f}{flag(r['fp16_over_bf16_trusted'])}; peak memory "
-            f"{r['train_peak_memory_mb']:,.0f} MB"
+            f"  fp16 / bf16 training speed (ours) {r['fp16_over_bf16']:.2f}x {lo:.2f}-{hi:.2f}"
+            f"{flag(r['fp16_over_bf16_trusted'])}"
         )
         for key, what in (("sample", "whole context"), ("sample_slide", "sliding window")):
             if f"{key}_tokens_per_s" in r:
@@ -360,8 +389,6 @@ def main() -> int:
         )
         return 0
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # the tf32 peak; autocast runs in fp16/bf16
     sizes = SMOKE if args.smoke else FULL
     configs = SMOKE_CONFIGS if args.smoke else CONFIGS
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

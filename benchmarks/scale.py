@@ -1,7 +1,7 @@
 """Paper-scale data path: every data stage of a run on N synthetic stories, no model training.
 
-    python benchmarks/scale.py --stories 25000 100000 --rounds 3    # ~3 min on 2 cores
-    python benchmarks/scale.py --stories 2100000 --json scale.json  # TinyStories' size, once
+    python benchmarks/scale.py --stories 25000 100000               # 3 rounds, ~1.5 min
+    python benchmarks/scale.py --stories 2100000 --rounds 1 --json scale.json  # TinyStories' size
     python benchmarks/scale.py --stories 100000 --tokenizer ~/gpt-neo-tokenizer
 
 The corpus is N stories of the built-in world (lmcollapse.data.stories), tokenized with a
@@ -99,6 +99,7 @@ def stage_prepare(work: Path, stories: int, tokenizer: str) -> dict[str, Any]:
 
     out = work / "corpus"
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(work / "generated", ignore_errors=True)  # links to the previous round's D0
     corpus = prepare(_data_config(stories, tokenizer), out)
     return {
         "d0_stories": corpus.d0.num_stories,
@@ -380,7 +381,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--stories", type=int, nargs="+", default=[25_000, 100_000])
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     ap.add_argument("--tokenizer", help="a saved tokenizer directory (default: see above)")
     ap.add_argument("--dir", type=Path, help="scratch directory (default: a temporary one)")

@@ -181,29 +181,34 @@ def _run(name: str, tmp: Path) -> dict[str, Any]:
     return _numbers_of(lmcollapse.run(cfg, tmp / name, progress=False))
 
 
-FLOAT32_REL = 1e-5
+FLOAT32_REL = 1e-4
 """The torch cases' tolerance. The pins do not hold every float32 reduction on every processor:
 on an AMD EPYC (Zen 4, AVX-512) the probes' p̂ and α* came out up to 5e-7 relative off the
-golden numbers after one generation's training and 3e-6 after two (rounding amplified by the
-optimizer steps), as float32 can. A moved token, count or training step moves far more, and
-checksums and integers stay exact."""
+golden numbers after one generation's training, 3e-6 after two, and 2.5e-5 for a model trained
+on two generations' data (rounding amplified by the optimizer steps), as float32 can. A moved
+token, count or training step moves far more, and checksums and integers stay exact."""
 
 
 def _before_first_flip(got: dict[str, Any], want: dict[str, Any]) -> tuple[dict, dict, int | None]:
     """The numbers up to the first generation whose sampled corpus differs from the golden one.
 
     Float32 noise can flip one sampled token near a boundary on another processor; from that
-    generation on the runs diverge as two seeds would, so its numbers (and the bridge's, which
-    span the generations) cannot be compared. Every number before it still is, to
-    FLOAT32_REL, and its corpus checksums exactly."""
+    generation on the runs diverge as two seeds would, so what was sampled then and everything
+    after (and the bridge, which spans the generations) cannot be compared. Every number before,
+    and that generation's own model numbers (loss, perplexity, probes: its model was trained on
+    the data that still matched), still are, to FLOAT32_REL, and the checksums before exactly."""
     flips = sorted(
         int(k[4:7]) for k in want if k.endswith(".corpus_checksum") and got.get(k) != want[k]
     )
     if not flips:
         return got, want, None
 
-    def keep(key: str) -> bool:
-        return key.startswith("gen_") and int(key[4:7]) < flips[0]
+    def keep(key: str) -> bool:  # generation g's model numbers came before its sampling
+        if not key.startswith("gen_"):
+            return not key.startswith("bridge.")
+        g = int(key[4:7])
+        sampled = key[8:].startswith(("corpus", "sample"))
+        return g < flips[0] or (g == flips[0] and not sampled)
 
     return (
         {k: v for k, v in got.items() if keep(k)},
@@ -265,8 +270,8 @@ def test_the_comparison_catches_a_moved_number() -> None:
     assert _compare(want | {"a.perplexity": 2.5 * (1 + 1e-11)}, want) == []
     assert _compare(want | {"a.count": 4}, want) != []
     assert _compare(want | {"a.extra": 1}, want) != []
-    assert _compare(want | {"a.perplexity": 2.5 * (1 + 5e-6)}, want, FLOAT32_REL) == []
-    assert _compare(want | {"a.perplexity": 2.5 * (1 + 2e-5)}, want, FLOAT32_REL) != []
+    assert _compare(want | {"a.perplexity": 2.5 * (1 + 5e-5)}, want, FLOAT32_REL) == []
+    assert _compare(want | {"a.perplexity": 2.5 * (1 + 2e-4)}, want, FLOAT32_REL) != []
 
 
 def test_a_flipped_corpus_ends_the_comparison_at_its_generation() -> None:
@@ -281,9 +286,14 @@ def test_a_flipped_corpus_ends_the_comparison_at_its_generation() -> None:
     assert same == (want, want, None)
     flipped = want | {"gen_002.corpus_checksum": "crc32:x", "gen_002.loss": 9.0}
     got, kept, flip = _before_first_flip(flipped, want)
-    assert flip == 2 and set(got) == set(kept) == {"gen_001.corpus_checksum", "gen_001.loss"}
+    assert flip == 2 and set(got) == set(kept) == {
+        "gen_001.corpus_checksum",
+        "gen_001.loss",
+        "gen_002.loss",
+    }
+    assert _compare(got, kept, FLOAT32_REL) == ["gen_002.loss: 9.0 != golden 3.0"]  # still caught
     early = want | {"gen_001.corpus_checksum": "crc32:x"}
-    assert _before_first_flip(early, want)[:2] == ({}, {})
+    assert set(_before_first_flip(early, want)[0]) == {"gen_001.loss"}
 
 
 if __name__ == "__main__":  # rewrite the golden file: python tests/test_golden.py

@@ -118,8 +118,26 @@ def test_fp16_on_cpu_is_accelerates_own_autocast_and_scaler_path() -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_a_later_training_may_use_another_precision() -> None:
-    """accelerate keeps one precision per process; make_accelerator starts it again."""
-    assert make_accelerator("bf16", "cpu").mixed_precision == "bf16"
-    assert make_accelerator("fp32", "cpu").mixed_precision == "no"
-    assert make_accelerator("auto", "cpu").mixed_precision == "no"
+def _forward_dtype(acc) -> torch.dtype:
+    model = acc.prepare(_model())
+    seen: list[torch.dtype] = []
+    acc.unwrap_model(model).transformer.h[0].mlp.c_fc.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.dtype)
+    )
+    x = torch.randint(1, VOCAB, (2, 9))
+    model(x[:, :-1], x[:, 1:])
+    return seen[0]
+
+
+@pytest.mark.parametrize("order", [("fp16", "bf16", "fp32"), ("bf16", "fp16", "auto")])
+def test_a_later_training_may_use_another_precision(order) -> None:
+    """accelerate keeps one precision per process; make_accelerator starts it again, and the
+    new one's forward and scaler are its own."""
+    want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    for precision in order:
+        if precision == "fp16" and not cpu_fp16_supported():
+            continue
+        acc = make_accelerator(precision, "cpu")
+        assert acc.mixed_precision == {"fp32": "no", "auto": "no"}.get(precision, precision)
+        assert (acc.scaler is not None) == (precision == "fp16")
+        assert _forward_dtype(acc) == want.get(precision, torch.float32)

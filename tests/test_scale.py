@@ -77,10 +77,28 @@ def test_agreeing_rounds_are_trusted_and_too_few_rounds_are_not() -> None:
         _timing.race(lambda: None, lambda: None, 0)
 
 
-def test_the_engine_benchmark_reports_median_ratios_with_their_range() -> None:
-    engine = (BENCH / "engine.py").read_text()
-    assert "race(" in engine and "_speedup_range" in (BENCH / "_timing.py").read_text()
-    assert "--rounds" in engine
+def test_the_engine_benchmark_reports_median_ratios_with_their_range(tmp_path) -> None:
+    out = tmp_path / "engine.json"
+    cmd = [sys.executable, str(BENCH / "engine.py"), "--config", "tiny", "--smoke"]
+    done = subprocess.run(
+        [*cmd, "--rounds", "3", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["rounds"] == 3
+    tiny = r["configs"]["tiny"]
+    for key in ("train", "generate", "eval"):
+        lo, hi = tiny[f"{key}_speedup_range"]
+        assert 0 < lo <= tiny[f"{key}_speedup"] <= hi and tiny[f"{key}_rounds"] == 3
+        assert isinstance(tiny[f"{key}_trusted"], bool)
+    lo, hi = tiny["matmul_peak_range"]
+    assert lo <= tiny["matmul_peak_flops_per_s"] <= hi
+    assert tiny["first_loss_ours"] == pytest.approx(tiny["first_loss_hf"], rel=1e-4)
+    assert "range (rounds)" in done.stdout
 
 
 # --- the token store releases the pages a pass touched -----------------------------------------
@@ -152,6 +170,11 @@ def test_an_epoch_of_packed_blocks_maps_nothing_and_reads_the_same_tokens(big) -
     assert np.array_equal(big.read(5, 1000), np.asarray(big.tokens[5:1005]))
     with pytest.raises(IndexError):
         big.read(big.num_tokens - 1, 2)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(big))  # a spawned DataLoader worker's copy: the path only
+    assert len(pickle.dumps(big)) < 1000
+    assert np.array_equal(again.read(7, 300), big.read(7, 300))
 
 
 # --- benchmarks/scale.py --------------------------------------------------------------------------
@@ -233,8 +256,11 @@ def test_gpu_benchmark_runs_every_path_at_toy_sizes_without_datasets(tmp_path) -
     assert tiny["train_fp16_rounds"] == 2 and len(tiny["train_fp16_speedup_range"]) == 2
     assert tiny["train_fp16_mfu"] > 0 and tiny["train_bf16_mfu"] > 0
     # same weights, same batch: both implementations start from the same loss (fp16 rounding)
-    ours, hf = tiny["train_fp16_first_loss"]
-    assert ours == pytest.approx(hf, rel=2e-2)
+    for name in ("fp16", "bf16"):
+        ours, hf = tiny[f"train_{name}_loss_first_call"]
+        assert ours == pytest.approx(hf, rel=2e-2)
+        assert tiny[f"train_{name}_peak_memory_mb"] == 0.0  # a CPU has no GPU memory to count
+    assert tiny["fp16_over_bf16"] > 0 and len(tiny["fp16_over_bf16_range"]) == 2
     assert tiny["eval_loss"] == pytest.approx(tiny["eval_loss_uniform"], rel=0.05)
     p = tiny["projection"]
     assert p["generation_h"] == pytest.approx(p["train_h"] + p["sample_h"] + p["eval_h"])

@@ -42,21 +42,24 @@ def mixed_precision(precision: str, device: torch.device) -> str:
     """accelerate's mixed_precision for a config value (on a CPU fp32 unless asked otherwise)."""
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "no"
-    if precision == "fp16" and device.type != "cuda" and not cpu_fp16_supported():
-        raise InvalidInput(
-            f"fp16 on {device.type} needs torch >= 2.3 (CPU autocast and GradScaler; this is "
-            f"{torch.__version__}): use training.precision=fp32 or bf16"
-        )
+    if precision == "fp16" and device.type != "cuda":
+        if device.type != "cpu":
+            raise InvalidInput(f"fp16 needs CUDA or a CPU, not {device.type}: use fp32 or bf16")
+        if not cpu_fp16_supported():
+            raise InvalidInput(
+                f"fp16 on a CPU needs torch >= 2.4 (CPU autocast and GradScaler; this is "
+                f"{torch.__version__}): use training.precision=fp32 or bf16"
+            )
     return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
 
 
 def cpu_fp16_supported() -> bool:
-    """Whether this torch autocasts to fp16 on a CPU and has a CPU GradScaler (torch >= 2.3)."""
+    """Whether this torch autocasts to fp16 on a CPU and has a CPU GradScaler (torch >= 2.4)."""
     try:
         torch.amp.GradScaler("cpu")
+        return bool(torch.amp.is_autocast_available("cpu"))
     except (AttributeError, TypeError, RuntimeError):
         return False
-    return torch.amp.is_autocast_available("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -73,9 +76,11 @@ def make_accelerator(precision: str = "auto", device: str = "auto", grad_accum: 
 
     dev = resolve_device(device)
     wanted = mixed_precision(precision, dev)
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != wanted:
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", wanted) != wanted:
         # accelerate keeps one precision per process; a later training with another (the Python
-        # API, a test session) starts its state again. The process group (PartialState) stays.
+        # API, a test session) starts its state again. The process group (PartialState) stays;
+        # an earlier Accelerator is done with by then (one training at a time per process).
         AcceleratorState._reset_state()
     acc = Accelerator(
         cpu=dev.type == "cpu",

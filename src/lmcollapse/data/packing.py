@@ -55,13 +55,13 @@ class TrainingSet:
 
     @property
     def num_tokens(self) -> int:
-        """Tokens in the chosen stories."""
-        return int(
-            sum(
-                int(np.diff(s.offsets)[i].sum())
-                for s, i in zip(self.stores, self.indices, strict=True)
-            )
-        )
+        """Tokens in the chosen stories (each store's offsets read for them, then released)."""
+        total = 0
+        for store, idx in zip(self.stores, self.indices, strict=True):
+            i = np.asarray(idx, dtype=np.int64)
+            total += int((np.asarray(store.offsets[i + 1]) - np.asarray(store.offsets[i])).sum())
+            store.release()
+        return total
 
     def blocks(self, context: int, seed: int, eos_targets: bool = True) -> PackedBlocks:
         """The stories in a seeded order, packed into blocks of context + 1 tokens

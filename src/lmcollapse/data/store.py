@@ -399,16 +399,23 @@ class TokenStore:
         recent kernels), and an epoch over 40 stores leave hundreds of MB mapped."""
         if not 0 <= start <= start + count <= self.num_tokens:
             raise IndexError(f"tokens [{start}, {start + count}) outside [0, {self.num_tokens})")
+        if not hasattr(os, "preadv"):  # Windows, macOS < 11: through the map after all
+            return np.array(self.tokens[start : start + count])
         if self._fd is None:
             self._fd = os.open(self.path / "tokens.npy", os.O_RDONLY)
         out = np.empty(count, dtype=self.tokens.dtype)
+        view, done = memoryview(out).cast("B"), 0
         where = int(self.tokens.offset) + start * out.itemsize
-        if count and os.preadv(self._fd, [memoryview(out).cast("B")], where) != out.nbytes:
-            raise InvalidInput(f"{self.path / 'tokens.npy'} is shorter than meta.json says")
+        while done < len(view):  # one call returns at most ~2 GiB on Linux
+            got = os.preadv(self._fd, [view[done:]], where + done)
+            if got <= 0:
+                raise InvalidInput(f"{self.path / 'tokens.npy'} is shorter than meta.json says")
+            done += got
         return out
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fd": None}  # a descriptor is this process's own
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its path (a worker process opens it again), not as the corpus's bytes."""
+        return (TokenStore.open, (str(self.path),))
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)

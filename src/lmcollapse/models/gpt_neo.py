@@ -376,6 +376,9 @@ class GPTNeo(TorchLM):
         h = self.hidden(input_ids, cache)
         if targets is None:
             return self.lm_head(h)
+        low = autocast_dtype(h.device.type)
+        if low is not None:  # CUDA's autocast leaves ln_f in fp32: the output layer, most of a
+            h = h.to(low)  # small model's FLOPs, then runs in its precision, as nn.Linear would
         return FusedLinearCrossEntropy.apply(
             h.reshape(-1, h.shape[-1]),
             self.lm_head.weight,
@@ -482,15 +485,29 @@ def _chunk_buffers(rows: int, vocab: int, device: torch.device) -> tuple[Tensor,
     )
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast casts matrix products to on this device type, None when it is off."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except TypeError:  # torch < 2.4: the device-less forms (CUDA) and the CPU ones
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        if device_type == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return None
+
+
 class FusedLinearCrossEntropy(torch.autograd.Function):
     """mean_t CE(h_t W^T, y_t) with its gradients computed in the forward pass, chunk by chunk.
 
-    For each chunk of tokens: logits = h W^T (in float32 on CPU, into two reused buffers; in the
-    autocast precision on GPU), p = softmax(logits) in float32, loss = -log p(y) (from the logits'
-    logsumexp for a target whose p underflows), then d/dlogits = (p - onehot)/N, dh = dlogits W,
-    dW += dlogits^T h. Only dh (N, H) and dW (V, H) are kept for backward, which scales them by
-    the incoming gradient — and without gradients (evaluation) they are not computed at all.
-    Exact, not an approximation: F.cross_entropy(h @ W.T, y) up to float rounding.
+    For each chunk of tokens: logits = h W^T (in float32, into two reused buffers; in the
+    autocast dtype under autocast), p = softmax(logits) in float32, loss = -log p(y) (from the
+    logits' logsumexp for a target whose p underflows), then d/dlogits = (p - onehot)/N,
+    dh = dlogits W, dW += dlogits^T h. Only dh (N, H) and dW (V, H), in float32, are kept for
+    backward, which scales them by the incoming gradient — and without gradients (evaluation)
+    they are not computed at all. Exact, not an approximation: F.cross_entropy(h @ W.T, y) up
+    to float rounding.
     """
 
     @staticmethod
@@ -508,7 +525,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
                 f"{targets[bad][0].item()}"
             )
         need_grad = grad_enabled and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
-        low = h.dtype in (torch.float16, torch.bfloat16)  # under autocast on a GPU
+        low = h.dtype in (torch.float16, torch.bfloat16)  # under autocast (forward casts h)
         w = weight.to(h.dtype) if low else weight.float()
         grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if need_grad else None
         grad_w = (
@@ -543,13 +560,16 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
                 grad_h[s : s + c] = g @ w
                 grad_w.addmm_(g.T.float() if low else g.T, hc.float())
         if need_grad:
-            ctx.save_for_backward(grad_h.to(h.dtype), grad_w.to(weight.dtype))
+            # dh stays float32 until the incoming gradient (the loss scale, under fp16) has
+            # multiplied it: (p - onehot)/N is ~1e-6 per element, below fp16's normal range
+            ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+            ctx.h_dtype = h.dtype
         return total.float()
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None, None
+        return (grad_h * grad_out).to(ctx.h_dtype), grad_w * grad_out, None, None, None
 
 
 def count_parameters(model: nn.Module) -> int:
