@@ -256,7 +256,7 @@ def test_golden_numbers(name: str, tmp_path: Path) -> None:
         if flip is not None:
             warnings.warn(
                 f"{name}: this processor's float32 flipped a sampled token in generation "
-                f"{flip}: compared generations 0-{flip - 1} only",
+                f"{flip}: compared generations 0-{flip - 1} and generation {flip}'s model only",
                 stacklevel=1,
             )
     problems = _compare(got, want, rel)
