@@ -188,33 +188,31 @@ def stage_stats(work: Path, tokenizer: str, **_: Any) -> dict[str, Any]:
     return {"distinct_2": stats.distinct_2, "N_x": truth.n_x}
 
 
-class _FreeLM:
+def _free_lm(vocab: int) -> Any:
     """TorchLM's perplexity with a model that predicts uniformly at no cost: the windows,
     sorting and batching of evaluation alone."""
+    import torch
 
-    def __new__(cls, vocab: int) -> Any:
-        import torch
+    from lmcollapse.models.hf import HFShape
+    from lmcollapse.models.torch_lm import TorchLM
 
-        from lmcollapse.models.hf import HFShape
-        from lmcollapse.models.torch_lm import TorchLM
+    class Free(TorchLM):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shape = HFShape(vocab, 2048)
+            self.anchor = torch.nn.Parameter(torch.zeros(1))  # TorchLM.device reads a parameter
 
-        class Free(TorchLM):
-            def __init__(self) -> None:
-                super().__init__()
-                self.shape = HFShape(vocab, 2048)
-                self.anchor = torch.nn.Parameter(torch.zeros(1))
+        def token_logprobs(self, x: Any, y: Any, mask: Any) -> Any:
+            return torch.full(y.shape, -float(np.log(vocab)))
 
-            def token_logprobs(self, x: Any, y: Any, mask: Any) -> Any:
-                return torch.full(y.shape, -float(np.log(vocab)))
-
-        return Free()
+    return Free()
 
 
 def stage_perplexity(work: Path, **_: Any) -> dict[str, Any]:
     from lmcollapse.data.store import TokenStore
 
     held = TokenStore.open(work / "corpus" / "holdout")
-    result = _FreeLM(held.vocab_size).perplexity(held, context=CONTEXT)
+    result = _free_lm(held.vocab_size).perplexity(held, context=CONTEXT)
     return {"tokens": result.tokens, "perplexity": result.perplexity}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from lmcollapse.data.paradigms import tokens_of
 from lmcollapse.data.store import TokenStore
 from lmcollapse.errors import InvalidInput
 
@@ -58,8 +59,7 @@ class TrainingSet:
         """Tokens in the chosen stories (each store's offsets read for them, then released)."""
         total = 0
         for store, idx in zip(self.stores, self.indices, strict=True):
-            i = np.asarray(idx, dtype=np.int64)
-            total += int((np.asarray(store.offsets[i + 1]) - np.asarray(store.offsets[i])).sum())
+            total += tokens_of(store.offsets, np.asarray(idx, dtype=np.int64))
             store.release()
         return total
 

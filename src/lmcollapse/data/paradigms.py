@@ -239,7 +239,7 @@ def compose(
         chosen = sample_indices(comp, seed)
         parts = []
         for p in comp.parts:
-            tokens = _tokens_of(offsets[p.source], chosen[p.source])
+            tokens = tokens_of(offsets[p.source], chosen[p.source])
             parts.append(Part(p.source, p.count, p.available, tokens, int(offsets[p.source][-1])))
             _release(sources[p.source])
         return Composition(name, n, tuple(parts), unit), chosen
@@ -270,7 +270,7 @@ def compose(
             rng = np.random.default_rng([seed, n, _stream(j)])
             idx = choose_tokens(off, target, rng)
         chosen[src] = idx
-        parts.append(Part(src, int(idx.size), stories, _tokens_of(off, idx), have, target))
+        parts.append(Part(src, int(idx.size), stories, tokens_of(off, idx), have, target))
         _release(sources[src])
     return Composition(name, n, tuple(parts), unit), chosen
 
@@ -283,7 +283,8 @@ def _release(store: Any) -> None:
         release()
 
 
-def _tokens_of(offsets: Any, idx: NDArray[np.int64]) -> int:
+def tokens_of(offsets: Any, idx: NDArray[np.int64]) -> int:
+    """Tokens in stories `idx` of a store with these offsets (a whole store: its last offset)."""
     if idx.size == len(offsets) - 1:
         return int(offsets[-1])
     return int((np.asarray(offsets[idx + 1]) - np.asarray(offsets[idx])).sum())
